@@ -1,0 +1,50 @@
+"""depotx: async, Depot-style file storage for Python web apps.
+
+Configure named storages once, store and read files through one async API,
+and serve them with an ASGI middleware::
+
+    from depotx import DepotManager
+
+    DepotManager.configure("default", {"depot.storage_path": "./files"})
+    storage = DepotManager.get()
+    file_id = await storage.create(b"hello", filename="hello.txt")
+    async with await storage.get(file_id) as stored:
+        print(stored.filename, stored.content_type, await stored.read())
+"""
+
+from ._exceptions import (
+    BackendError,
+    ConfigurationError,
+    DepotError,
+    InvalidFileIdError,
+    MissingDependencyError,
+    StorageNotFoundError,
+    StoredFileNotFoundError,
+    ValidationError,
+)
+from ._files import FileIntent, StoredFile
+from ._manager import DepotManager, StorageManager
+from .storages.base import FileStorage
+from .storages.local import LocalFileStorage
+from .storages.memory import MemoryFileStorage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "ConfigurationError",
+    "DepotError",
+    "DepotManager",
+    "FileIntent",
+    "FileStorage",
+    "InvalidFileIdError",
+    "LocalFileStorage",
+    "MemoryFileStorage",
+    "MissingDependencyError",
+    "StorageManager",
+    "StorageNotFoundError",
+    "StoredFile",
+    "StoredFileNotFoundError",
+    "ValidationError",
+    "__version__",
+]

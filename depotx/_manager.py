@@ -1,0 +1,244 @@
+"""The registry of named storages: configuration, default, aliases, file paths.
+
+``DepotManager`` is the one process-wide instance, as in filedepot; tests and
+multi-tenant apps make their own ``StorageManager()`` so nothing leaks between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ._config import build_storage, env_settings, options_under
+from ._exceptions import ConfigurationError, StorageNotFoundError
+from ._files import StoredFile
+from ._ids import split_path, validate_file_id
+from .storages.base import FileStorage
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from .middleware import DepotMiddleware
+
+__all__ = ["DEFAULT_MOUNTPOINT", "DepotManager", "StorageManager"]
+
+DEFAULT_MOUNTPOINT = "/depot"
+_ALIAS_OPTION = "alias"
+_DEFAULT_KEY = "default"
+
+
+class StorageManager:
+    """Named storages, a default one, and aliases that can be re-pointed.
+
+    Configuration is synchronous and does no I/O, so it can run at import time;
+    backends connect on first use. Close with ``await manager.aclose()`` (or
+    ``async with manager:``) when the app shuts down.
+    """
+
+    def __init__(self) -> None:
+        self._storages: dict[str, FileStorage] = {}
+        self._aliases: dict[str, str] = {}
+        self._default: str | None = None
+        self._mountpoint = DEFAULT_MOUNTPOINT
+
+    # -- configuration -----------------------------------------------------------
+
+    @staticmethod
+    def from_config(config: Mapping[str, Any], prefix: str = "depot.") -> FileStorage:
+        """Build a storage from ``config`` without registering it (filedepot's ``from_config``)."""
+        return build_storage(options_under(config, prefix), label="<unnamed>", prefix=prefix)
+
+    def configure(self, name: str, config: Mapping[str, Any], prefix: str = "depot.") -> FileStorage:
+        """Create the storage ``name`` from the ``<prefix>*`` keys of ``config``.
+
+        Other keys are ignored, so a whole settings dict can be passed. The first
+        storage configured becomes the default.
+        """
+        self._check_new_name(name)
+        storage = build_storage(options_under(config, prefix), label=name, prefix=prefix)
+        self._storages[name] = storage
+        if self._default is None:
+            self._default = name
+        return storage
+
+    def _check_new_name(self, name: str) -> None:
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ConfigurationError(f"invalid storage name {name!r}: a non-empty name without '/'")
+        if name in self._storages:
+            raise ConfigurationError(f"storage {name!r} is already configured")
+        if name in self._aliases:
+            raise ConfigurationError(f"{name!r} is already an alias; storage names and aliases must differ")
+
+    def configure_many(
+        self, settings: Mapping[str, Any], prefix: str = "depot."
+    ) -> dict[str, FileStorage]:
+        """Configure several storages from one flat dict.
+
+        ``depot.<name>.<option>`` keys configure storage ``<name>``;
+        ``depot.<alias>.alias = <name>`` makes an alias; ``depot.default = <name>``
+        picks the default (else the first storage in the settings is the default,
+        unless this manager already had one). Keys outside ``prefix`` are ignored.
+        """
+        groups: dict[str, dict[str, Any]] = {}
+        default: str | None = None
+        for key, value in options_under(settings, prefix).items():
+            if key == _DEFAULT_KEY:
+                default = str(value)
+                continue
+            name, dot, option = key.partition(".")
+            if not dot or not name or not option:
+                raise ConfigurationError(
+                    f"setting {prefix}{key} names no storage: write {prefix}<name>.{key}, "
+                    f"or use configure(name, settings) for a single storage"
+                )
+            groups.setdefault(name, {})[option] = value
+        configured: dict[str, FileStorage] = {}
+        aliases: dict[str, str] = {}
+        for name, options in groups.items():
+            if _ALIAS_OPTION in options:
+                if len(options) > 1:
+                    extra = ", ".join(f"{prefix}{name}.{k}" for k in options if k != _ALIAS_OPTION)
+                    raise ConfigurationError(f"alias {name!r} takes no other options: {extra}")
+                aliases[name] = str(options[_ALIAS_OPTION])
+                continue
+            configured[name] = self.configure(
+                name, {f"{prefix}{k}": v for k, v in options.items()}, prefix=prefix
+            )
+        for alias, target in aliases.items():
+            self.alias(alias, target)
+        if default is not None:
+            self.set_default(default)
+        return configured
+
+    def configure_from_env(
+        self,
+        environ: Mapping[str, str] | None = None,
+        env_prefix: str = "DEPOTX_",
+    ) -> dict[str, FileStorage]:
+        """Configure storages from environment variables.
+
+        ``DEPOTX_AVATARS__BACKEND=s3`` is ``depot.avatars.backend = s3``;
+        ``DEPOTX_DEFAULT=avatars`` picks the default. Names and options are lowercased.
+        """
+        return self.configure_many(env_settings(environ, env_prefix, "depot."), prefix="depot.")
+
+    # -- lookup --------------------------------------------------------------------
+
+    @property
+    def names(self) -> list[str]:
+        """The configured storage names, in configuration order (aliases excluded)."""
+        return list(self._storages)
+
+    def resolve_alias(self, name: str) -> str:
+        """The storage name behind ``name`` (itself when it is a storage name)."""
+        if name in self._storages:
+            return name
+        target = self._aliases.get(name)
+        if target is None or target not in self._storages:
+            raise StorageNotFoundError(name, [*self._storages, *self._aliases])
+        return target
+
+    def get(self, name: str | None = None) -> FileStorage:
+        """The storage (or alias) ``name``; the default storage when omitted."""
+        if name is None:
+            name = self.get_default()
+        return self._storages[self.resolve_alias(name)]
+
+    def get_default(self) -> str:
+        if self._default is None:
+            raise StorageNotFoundError("<default>", [])
+        return self._default
+
+    def set_default(self, name: str) -> None:
+        """Make ``name`` (a storage or alias, resolved now) the default storage."""
+        self._default = self.resolve_alias(name)
+
+    def alias(self, alias: str, name: str) -> None:
+        """Point ``alias`` at storage ``name``; calling it again re-points it.
+
+        Files stored through an alias are recorded under the storage's real name,
+        so re-pointing the alias later keeps the old files readable.
+        """
+        if alias in self._storages:
+            raise ConfigurationError(f"alias {alias!r} would shadow the storage of the same name")
+        if not isinstance(alias, str) or not alias or "/" in alias:
+            raise ConfigurationError(f"invalid alias {alias!r}: a non-empty name without '/'")
+        if name not in self._storages:
+            raise StorageNotFoundError(name, list(self._storages))
+        self._aliases[alias] = name
+
+    # -- files -----------------------------------------------------------------------
+
+    async def get_file(self, path: str) -> StoredFile:
+        """Open the file at ``"<storage>/<fileid>"``."""
+        storage_name, file_id = split_path(path)
+        return await self.get(storage_name).get(file_id)
+
+    def url_for(self, path: str) -> str:
+        """The URL of the file at ``"<storage>/<fileid>"``, without I/O.
+
+        The storage's public URL where it has one, else the middleware's route.
+        """
+        storage_name, file_id = split_path(path)
+        storage = self.get(storage_name)
+        public = storage.public_url(validate_file_id(file_id))
+        if public:
+            return public
+        return f"{self._mountpoint}/{storage_name}/{file_id}"
+
+    @property
+    def mountpoint(self) -> str:
+        return self._mountpoint
+
+    def set_mountpoint(self, mountpoint: str) -> None:
+        """Where the middleware serves files; ``make_middleware`` calls this."""
+        if not mountpoint.startswith("/"):
+            raise ConfigurationError(f"mountpoint must be an absolute path, got {mountpoint!r}")
+        self._mountpoint = mountpoint.rstrip("/") or ""
+        if not self._mountpoint:
+            raise ConfigurationError("mountpoint cannot be '/': files need a prefix of their own")
+
+    def make_middleware(self, app: ASGIApp, **options: Any) -> DepotMiddleware:
+        """Wrap ``app`` in the middleware that serves this manager's files."""
+        from .middleware import DepotMiddleware
+
+        return DepotMiddleware(app, manager=self, **options)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Forget every storage, alias and the default (for tests; does not close clients)."""
+        self._storages.clear()
+        self._aliases.clear()
+        self._default = None
+        self._mountpoint = DEFAULT_MOUNTPOINT
+
+    async def aclose(self) -> None:
+        """Close every storage's clients; the storages stay configured."""
+        errors: list[BaseException] = []
+        for storage in self._storages.values():
+            try:
+                await storage.aclose()
+            except Exception as exc:  # noqa: BLE001 - close the others, then report
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    async def __aenter__(self) -> StorageManager:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<StorageManager storages={self.names!r} default={self._default!r}>"
+
+
+#: The process-wide manager, as filedepot's ``DepotManager``.
+DepotManager = StorageManager()

@@ -1,0 +1,262 @@
+"""Local disk storage, laid out exactly as filedepot's ``LocalFileStorage``.
+
+Each file is a folder named by its id holding ``file`` (the content) and
+``metadata.json`` (filedepot's keys: ``filename``, ``content_type``,
+``content_length``, ``last_modified`` as naive-UTC ``%Y-%m-%d %H:%M:%S``), so an
+existing filedepot store is served as is and filedepot reads what we write.
+filedepot refuses unknown keys in ``metadata.json``, so what only depotx needs
+(checksum, custom metadata) lives beside it in ``depotx.json``.
+
+Writes go to a temporary file in the same folder and are renamed into place when
+complete: a failed or cancelled upload leaves nothing visible, and a reader
+never sees half a file. The renames of a replace happen under an exclusive
+``flock`` on ``.lock`` and readers open the content under a shared one, so the
+metadata a reader gets always describes the bytes it holds open. Blocking work
+runs in worker threads, batched so each step costs one thread hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timezone
+from typing import IO, Any
+
+import aiofiles
+
+from .._content import Upload
+from .._exceptions import BackendError, StoredFileNotFoundError
+from .._files import StoredFile
+from .._ids import is_valid_file_id
+from .base import FileStorage, utcnow
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: renames are still atomic, only not fenced
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["LocalFileStorage"]
+
+CONTENT = "file"
+METADATA = "metadata.json"
+EXTRA = "depotx.json"
+LOCK = ".lock"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# Below this size hashing in the event loop is cheaper than a thread hop.
+_HASH_INLINE_LIMIT = 64 * 1024
+
+
+@contextlib.contextmanager
+def _locked(folder: str, *, exclusive: bool) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    path = os.path.join(folder, LOCK)
+    try:
+        fd = os.open(path, (os.O_RDWR | os.O_CREAT) if exclusive else os.O_RDONLY, 0o644)
+    except FileNotFoundError:
+        # A reader of a folder that no depotx writer has touched (a filedepot store,
+        # or a file being deleted): nothing to fence against.
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _parse_time(value: object, fallback: float) -> datetime:
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(int(fallback), timezone.utc)
+
+
+class LocalStoredFile(StoredFile):
+    """A file held open by descriptor: a replace or delete after ``get`` does not affect it."""
+
+    def __init__(self, file_id: str, fileobj: IO[bytes], **kwargs: Any) -> None:
+        super().__init__(file_id, **kwargs)
+        self._fileobj = fileobj
+
+    async def _iter_range(self, start: int, end: int, chunk_size: int) -> AsyncIterator[bytes]:
+        fd = self._fileobj.fileno()
+        offset = start
+        while offset < end:
+            chunk = await asyncio.to_thread(os.pread, fd, min(chunk_size, end - offset), offset)
+            if not chunk:
+                return
+            offset += len(chunk)
+            yield chunk
+
+    async def _release(self) -> None:
+        self._fileobj.close()
+
+
+class LocalFileStorage(FileStorage):
+    """Files on the local filesystem under ``storage_path`` (created on first write)."""
+
+    def __init__(self, storage_path: str | os.PathLike[str]) -> None:
+        self.storage_path = os.fspath(storage_path)
+
+    def _folder(self, file_id: str) -> str:
+        return os.path.join(self.storage_path, file_id)
+
+    # -- reading -----------------------------------------------------------------
+
+    def _open(self, file_id: str) -> StoredFile:
+        folder = self._folder(file_id)
+        try:
+            with _locked(folder, exclusive=False):
+                with open(os.path.join(folder, METADATA), "rb") as meta_file:
+                    raw_meta = meta_file.read()
+                try:
+                    with open(os.path.join(folder, EXTRA), "rb") as extra_file:
+                        raw_extra: bytes | None = extra_file.read()
+                except FileNotFoundError:
+                    raw_extra = None
+                fileobj = open(os.path.join(folder, CONTENT), "rb")  # noqa: SIM115 - handed over
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise StoredFileNotFoundError(file_id, self.name) from exc
+        try:
+            stat = os.fstat(fileobj.fileno())
+            meta = json.loads(raw_meta)
+            extra = json.loads(raw_extra) if raw_extra is not None else {}
+            if not isinstance(meta, dict) or not isinstance(extra, dict):
+                raise TypeError("metadata is not a JSON object")
+            checksum = extra.get("checksum")
+            if not isinstance(checksum, str) or extra.get("content_length") != stat.st_size:
+                # Written by filedepot (or changed behind our back): a validator
+                # from what identifies this version on disk, as web servers do.
+                identity = f"{file_id}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+                checksum = hashlib.sha256(identity.encode()).hexdigest()
+            custom = extra.get("metadata") or {}
+            return LocalStoredFile(
+                file_id,
+                fileobj,
+                filename=str(meta.get("filename") or "unnamed"),
+                content_type=str(meta.get("content_type") or "application/octet-stream"),
+                content_length=stat.st_size,
+                last_modified=_parse_time(meta.get("last_modified"), stat.st_mtime),
+                checksum=checksum,
+                metadata={str(k): str(v) for k, v in dict(custom).items()},
+                storage=self,
+            )
+        except (ValueError, TypeError) as exc:
+            fileobj.close()
+            raise BackendError(f"{self._label()}: metadata of {file_id!r} is corrupt") from exc
+        except BaseException:
+            fileobj.close()
+            raise
+
+    async def _get(self, file_id: str) -> StoredFile:
+        return await asyncio.to_thread(self._open, file_id)
+
+    async def _exists(self, file_id: str) -> bool:
+        return await asyncio.to_thread(os.path.isfile, os.path.join(self._folder(file_id), METADATA))
+
+    def _list_batch(self, entries: Iterator[os.DirEntry[str]], size: int) -> list[str]:
+        batch: list[str] = []
+        for entry in entries:
+            if is_valid_file_id(entry.name) and os.path.isfile(os.path.join(entry.path, METADATA)):
+                batch.append(entry.name)
+                if len(batch) >= size:
+                    break
+        return batch
+
+    async def _list(self) -> AsyncIterator[str]:
+        try:
+            entries = await asyncio.to_thread(os.scandir, self.storage_path)
+        except FileNotFoundError:
+            return  # nothing was ever written
+        with entries:
+            while batch := await asyncio.to_thread(self._list_batch, entries, 1000):
+                for file_id in batch:
+                    yield file_id
+
+    # -- writing -----------------------------------------------------------------
+
+    async def _write_content(self, path: str, upload: Upload) -> tuple[int, str]:
+        digest = hashlib.sha256()
+        length = 0
+        async with aiofiles.open(path, "wb") as out:
+            async for chunk in upload.chunks:
+                if len(chunk) < _HASH_INLINE_LIMIT:
+                    digest.update(chunk)
+                    await out.write(chunk)
+                else:
+                    # hashlib releases the GIL: hash on one core while the
+                    # other writes, instead of one after the other.
+                    await asyncio.gather(out.write(chunk), asyncio.to_thread(digest.update, chunk))
+                length += len(chunk)
+        return length, digest.hexdigest()
+
+    def _commit(self, folder: str, content: str, upload: Upload, length: int, checksum: str) -> None:
+        token = uuid.uuid4().hex
+        meta_tmp = os.path.join(folder, f".{METADATA}.{token}.tmp")
+        extra_tmp = os.path.join(folder, f".{EXTRA}.{token}.tmp")
+        meta = {
+            "filename": upload.filename,
+            "content_type": upload.content_type,
+            "content_length": length,
+            "last_modified": utcnow().strftime(TIME_FORMAT),
+        }
+        extra = {"checksum": checksum, "content_length": length, "metadata": upload.metadata}
+        try:
+            with open(meta_tmp, "w", encoding="utf-8") as out:
+                json.dump(meta, out)
+            with open(extra_tmp, "w", encoding="utf-8") as out:
+                json.dump(extra, out)
+            with _locked(folder, exclusive=True):
+                # metadata.json last: it is what makes a new id exist.
+                os.replace(content, os.path.join(folder, CONTENT))
+                os.replace(extra_tmp, os.path.join(folder, EXTRA))
+                os.replace(meta_tmp, os.path.join(folder, METADATA))
+        finally:
+            _remove(meta_tmp)
+            _remove(extra_tmp)
+
+    async def _store(self, file_id: str, upload: Upload, *, replace: bool) -> None:
+        folder = self._folder(file_id)
+        await asyncio.to_thread(os.makedirs, folder, exist_ok=replace)
+        content = os.path.join(folder, f".{CONTENT}.{uuid.uuid4().hex}.tmp")
+        done = False
+        try:
+            length, checksum = await self._write_content(content, upload)
+            await asyncio.to_thread(self._commit, folder, content, upload, length, checksum)
+            done = True
+        finally:
+            if not done:
+                # Synchronous on purpose: this also runs on cancellation, and
+                # must finish even though the task is being torn down.
+                _remove(content)
+                if not replace:
+                    shutil.rmtree(folder, ignore_errors=True)
+
+    # -- deleting ----------------------------------------------------------------
+
+    def _remove_folder(self, file_id: str) -> None:
+        folder = self._folder(file_id)
+        # Rename first so the file disappears at once for readers; the rename
+        # target is not a valid id, so ``list`` never shows it.
+        trash = os.path.join(self.storage_path, f".deleted-{file_id}-{uuid.uuid4().hex}")
+        try:
+            os.rename(folder, trash)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        shutil.rmtree(trash)
+
+    async def _delete(self, file_id: str) -> None:
+        await asyncio.to_thread(self._remove_folder, file_id)

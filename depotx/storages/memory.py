@@ -1,0 +1,75 @@
+"""An in-process storage, for tests and demos. Files vanish with the process."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from .._content import Upload
+from .._exceptions import StoredFileNotFoundError
+from .._files import BytesStoredFile, StoredFile
+from .base import FileStorage, utcnow
+
+__all__ = ["MemoryFileStorage"]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One immutable version; a replace swaps in a new entry, readers keep theirs."""
+
+    data: bytes
+    filename: str
+    content_type: str
+    last_modified: datetime
+    checksum: str
+    metadata: dict[str, str]
+
+
+class MemoryFileStorage(FileStorage):
+    """Keeps files in a dict; every instance is independent."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, _Entry] = {}
+
+    async def _get(self, file_id: str) -> StoredFile:
+        entry = self._files.get(file_id)
+        if entry is None:
+            raise StoredFileNotFoundError(file_id, self.name)
+        return BytesStoredFile(
+            file_id,
+            entry.data,
+            filename=entry.filename,
+            content_type=entry.content_type,
+            last_modified=entry.last_modified,
+            checksum=entry.checksum,
+            metadata=entry.metadata,
+            storage=self,
+        )
+
+    async def _store(self, file_id: str, upload: Upload, *, replace: bool) -> None:
+        buffer = bytearray()
+        digest = hashlib.sha256()
+        async for chunk in upload.chunks:
+            buffer += chunk
+            digest.update(chunk)
+        # Only a complete upload reaches the dict: a failure above leaves nothing.
+        self._files[file_id] = _Entry(
+            data=bytes(buffer),
+            filename=upload.filename,
+            content_type=upload.content_type,
+            last_modified=utcnow(),
+            checksum=digest.hexdigest(),
+            metadata=dict(upload.metadata),
+        )
+
+    async def _delete(self, file_id: str) -> None:
+        self._files.pop(file_id, None)
+
+    async def _exists(self, file_id: str) -> bool:
+        return file_id in self._files
+
+    async def _list(self) -> AsyncIterator[str]:
+        for file_id in list(self._files):
+            yield file_id

@@ -1,0 +1,408 @@
+"""The storage contract as a reusable pytest suite.
+
+Every depotx backend runs it, and so can yours::
+
+    import pytest
+    from depotx.testing import StorageContract
+
+    class TestMyStorage(StorageContract):
+        @pytest.fixture
+        async def storage(self):
+            storage = MyStorage(...)
+            yield storage
+            await storage.aclose()
+
+Needs pytest and pytest-asyncio (``pip install 'depotx[test]'``); with
+pytest-asyncio's strict mode, decorate the fixture with ``@pytest_asyncio.fixture``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from ._exceptions import InvalidFileIdError, StoredFileNotFoundError
+from ._files import FileIntent, StoredFile
+from .storages.base import FileStorage
+from .storages.memory import MemoryFileStorage
+
+__all__ = ["INVALID_FILE_IDS", "PNG_1PX", "StorageContract"]
+
+#: A valid 1x1 PNG, for content-type detection.
+PNG_1PX = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+#: Ids no storage may accept: empty, traversal, separators, control characters, too long.
+INVALID_FILE_IDS = ["", ".", "..", "../etc/passwd", "a/b", "a\\b", "/abs", "id\x00", "id\n", " id", "x" * 1000]
+
+
+async def _chunks(*parts: bytes, fail_after: int | None = None) -> AsyncIterator[bytes]:
+    for index, part in enumerate(parts):
+        if fail_after is not None and index == fail_after:
+            raise RuntimeError("source failed mid-upload")
+        yield part
+
+
+async def _ids(storage: FileStorage) -> set[str]:
+    return {file_id async for file_id in storage.list()}
+
+
+async def _content(storage: FileStorage, file_id: str) -> bytes:
+    async with await storage.get(file_id) as stored:
+        return await stored.read()
+
+
+class StorageContract:
+    """Tests every backend must pass. Subclass it and provide a ``storage`` fixture."""
+
+    pytestmark = pytest.mark.asyncio
+
+    # -- create and get ------------------------------------------------------------
+
+    async def test_create_and_get_roundtrip(self, storage: FileStorage) -> None:
+        before = datetime.now(timezone.utc) - timedelta(seconds=2)
+        file_id = await storage.create(b"hello depotx", "hello.txt", "text/plain")
+        async with await storage.get(file_id) as stored:
+            assert isinstance(stored, StoredFile)
+            assert stored.file_id == file_id
+            assert stored.filename == stored.name == "hello.txt"
+            assert stored.content_type == "text/plain"
+            assert stored.content_length == 12
+            assert stored.last_modified.tzinfo is not None
+            assert before <= stored.last_modified <= datetime.now(timezone.utc) + timedelta(seconds=2)
+            assert await stored.read() == b"hello depotx"
+        assert stored.closed
+
+    async def test_ids_are_unique_strings(self, storage: FileStorage) -> None:
+        ids = {await storage.create(b"x") for _ in range(5)}
+        assert len(ids) == 5
+        assert all(isinstance(file_id, str) and file_id for file_id in ids)
+
+    async def test_checksum_is_stable_per_content(self, storage: FileStorage) -> None:
+        first = await storage.get(await storage.create(b"same bytes"))
+        second = await storage.get(await storage.create(b"same bytes"))
+        other = await storage.get(await storage.create(b"other bytes"))
+        try:
+            assert first.checksum and first.checksum == second.checksum
+            assert other.checksum != first.checksum
+        finally:
+            for stored in (first, second, other):
+                await stored.aclose()
+
+    async def test_metadata_roundtrip(self, storage: FileStorage) -> None:
+        file_id = await storage.create(b"x", "a.bin", metadata={"owner": "alice", "folder": "docs"})
+        async with await storage.get(file_id) as stored:
+            assert stored.metadata == {"owner": "alice", "folder": "docs"}
+
+    async def test_non_ascii_filename_roundtrip(self, storage: FileStorage) -> None:
+        name = 'rapport d\'été "final" 📄.pdf'
+        file_id = await storage.create(b"%PDF-1.4 x", name)
+        async with await storage.get(file_id) as stored:
+            assert stored.filename == name
+
+    async def test_empty_content(self, storage: FileStorage) -> None:
+        file_id = await storage.create(b"", "empty.txt")
+        async with await storage.get(file_id) as stored:
+            assert stored.content_length == 0
+            assert await stored.read() == b""
+            assert [chunk async for chunk in stored.iter_bytes()] == []
+
+    async def test_large_content_is_streamed_intact(self, storage: FileStorage) -> None:
+        data = os.urandom(3 * 1024 * 1024 + 123)
+        file_id = await storage.create(_chunks(data[:1000], data[1000:2_000_000], data[2_000_000:]))
+        async with await storage.get(file_id) as stored:
+            assert stored.content_length == len(data)
+            chunks = [chunk async for chunk in stored]
+            assert len(chunks) > 1, "content must be streamed in chunks"
+            assert b"".join(chunks) == data
+
+    # -- content kinds -------------------------------------------------------------
+
+    async def test_create_from_binary_file(self, storage: FileStorage, tmp_path: Path) -> None:
+        path = tmp_path / "report.csv"
+        path.write_bytes(b"a,b\n1,2\n")
+        with path.open("rb") as source:
+            file_id = await storage.create(source)
+        async with await storage.get(file_id) as stored:
+            assert stored.filename == "report.csv"
+            assert stored.content_type.startswith("text/csv")
+            assert await stored.read() == b"a,b\n1,2\n"
+
+    async def test_create_from_bytesio_and_bytearray(self, storage: FileStorage) -> None:
+        one = await storage.create(io.BytesIO(b"from bytesio"))
+        two = await storage.create(bytearray(b"from bytearray"))
+        three = await storage.create(memoryview(b"from memoryview"))
+        assert await _content(storage, one) == b"from bytesio"
+        assert await _content(storage, two) == b"from bytearray"
+        assert await _content(storage, three) == b"from memoryview"
+        async with await storage.get(one) as stored:
+            assert stored.filename == "unnamed"
+
+    async def test_create_from_async_file(self, storage: FileStorage, tmp_path: Path) -> None:
+        import aiofiles
+
+        path = tmp_path / "notes.txt"
+        path.write_bytes(b"async file")
+        async with aiofiles.open(path, "rb") as source:
+            file_id = await storage.create(source)
+        async with await storage.get(file_id) as stored:
+            assert stored.filename == "notes.txt"
+            assert await stored.read() == b"async file"
+
+    async def test_create_from_async_iterator(self, storage: FileStorage) -> None:
+        file_id = await storage.create(_chunks(b"one ", b"two ", b"three"), "n.txt")
+        assert await _content(storage, file_id) == b"one two three"
+
+    async def test_create_from_upload_file(self, storage: FileStorage) -> None:
+        from starlette.datastructures import UploadFile
+
+        upload = UploadFile(io.BytesIO(PNG_1PX), filename="C:\\Users\\me\\pixel.png")
+        file_id = await storage.create(upload)
+        async with await storage.get(file_id) as stored:
+            assert stored.filename == "pixel.png"
+            assert stored.content_type == "image/png"
+            assert await stored.read() == PNG_1PX
+
+    async def test_create_from_file_intent(self, storage: FileStorage) -> None:
+        intent = FileIntent(b"{}", "data.bin", "application/json")
+        file_id = await storage.create(intent)
+        async with await storage.get(file_id) as stored:
+            assert (stored.filename, stored.content_type) == ("data.bin", "application/json")
+        # Explicit arguments beat the intent.
+        file_id = await storage.create(intent, filename="x.json", content_type="text/plain")
+        async with await storage.get(file_id) as stored:
+            assert (stored.filename, stored.content_type) == ("x.json", "text/plain")
+
+    async def test_copy_from_another_storage(self, storage: FileStorage) -> None:
+        other = MemoryFileStorage()
+        source_id = await other.create(b"copied", "c.txt", "text/x-custom", metadata={"k": "v"})
+        async with await other.get(source_id) as source:
+            file_id = await storage.create(source)
+        async with await storage.get(file_id) as stored:
+            assert (stored.filename, stored.content_type) == ("c.txt", "text/x-custom")
+            assert stored.metadata == {"k": "v"}
+            assert await stored.read() == b"copied"
+
+    async def test_str_content_is_refused_with_a_hint(self, storage: FileStorage) -> None:
+        with pytest.raises(TypeError, match="encode"):
+            await storage.create("text, not bytes")  # type: ignore[arg-type]
+        assert await _ids(storage) == set()
+
+    async def test_text_mode_file_is_refused(self, storage: FileStorage, tmp_path: Path) -> None:
+        path = tmp_path / "t.txt"
+        path.write_text("text")
+        with path.open("r") as source, pytest.raises(TypeError, match="binary"):
+            await storage.create(source)
+
+    # -- content type ----------------------------------------------------------------
+
+    async def test_content_type_detected_from_content(self, storage: FileStorage) -> None:
+        file_id = await storage.create(PNG_1PX, "no-extension")
+        async with await storage.get(file_id) as stored:
+            assert stored.content_type == "image/png"
+
+    async def test_extension_refines_generic_detection(self, storage: FileStorage) -> None:
+        file_id = await storage.create(b"body { color: red }\n", "site.css")
+        async with await storage.get(file_id) as stored:
+            assert stored.content_type.startswith("text/css")
+
+    async def test_text_gets_a_charset(self, storage: FileStorage) -> None:
+        file_id = await storage.create("naïve café\n".encode(), "notes")
+        async with await storage.get(file_id) as stored:
+            assert stored.content_type == "text/plain; charset=utf-8"
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def test_read_in_parts(self, storage: FileStorage) -> None:
+        file_id = await storage.create(b"0123456789")
+        async with await storage.get(file_id) as stored:
+            assert await stored.read(3) == b"012"
+            assert stored.tell() == 3
+            assert await stored.read(0) == b""
+            assert await stored.read(4) == b"3456"
+            assert await stored.read() == b"789"
+            assert await stored.read() == b""
+
+    async def test_iter_bytes_ranges(self, storage: FileStorage) -> None:
+        file_id = await storage.create(b"0123456789")
+        async with await storage.get(file_id) as stored:
+
+            async def part(start: int, end: int | None) -> bytes:
+                return b"".join([chunk async for chunk in stored.iter_bytes(start, end)])
+
+            assert await part(0, None) == b"0123456789"
+            assert await part(2, 5) == b"234"
+            assert await part(7, None) == b"789"
+            assert await part(9, 100) == b"9"
+            assert await part(20, None) == b""
+            assert await part(4, 4) == b""
+            chunks = [c async for c in stored.iter_bytes(1, 9, chunk_size=3)]
+            assert chunks == [b"123", b"456", b"78"]
+
+    async def test_closed_file_refuses_reads(self, storage: FileStorage) -> None:
+        stored = await storage.get(await storage.create(b"x"))
+        await stored.aclose()
+        await stored.aclose()  # idempotent
+        with pytest.raises(ValueError, match="closed"):
+            await stored.read()
+
+    # -- missing and malformed ids -------------------------------------------------------
+
+    async def test_get_missing_raises_not_found(self, storage: FileStorage) -> None:
+        file_id = await storage.create(b"x")
+        await storage.delete(file_id)
+        with pytest.raises(StoredFileNotFoundError):
+            await storage.get(file_id)
+        with pytest.raises(FileNotFoundError):
+            await storage.get(file_id)
+
+    @pytest.mark.parametrize("bad_id", INVALID_FILE_IDS)
+    async def test_malformed_ids_are_refused_everywhere(
+        self, storage: FileStorage, bad_id: str
+    ) -> None:
+        for call in (
+            storage.get(bad_id),
+            storage.delete(bad_id),
+            storage.exists(bad_id),
+            storage.replace(bad_id, b"x"),
+        ):
+            with pytest.raises(InvalidFileIdError):
+                await call
+        with pytest.raises(ValueError):
+            storage.public_url(bad_id)
+
+    # -- exists, delete, list ---------------------------------------------------------------
+
+    async def test_exists_and_idempotent_delete(self, storage: FileStorage) -> None:
+        file_id = await storage.create(b"x")
+        assert await storage.exists(file_id)
+        async with await storage.get(file_id) as stored:
+            assert await storage.exists(stored)
+        await storage.delete(file_id)
+        assert not await storage.exists(file_id)
+        await storage.delete(file_id)  # no error the second time
+
+    async def test_list_yields_every_id(self, storage: FileStorage) -> None:
+        ids = {await storage.create(f"file {n}".encode()) for n in range(7)}
+        assert await _ids(storage) == ids
+        removed = ids.pop()
+        await storage.delete(removed)
+        assert await _ids(storage) == ids
+
+    # -- replace ---------------------------------------------------------------------------
+
+    async def test_replace_keeps_id_and_old_filename(self, storage: FileStorage) -> None:
+        file_id = await storage.create(b"version one", "doc.txt", metadata={"v": "1"})
+        assert await storage.replace(file_id, PNG_1PX) == file_id
+        async with await storage.get(file_id) as stored:
+            assert await stored.read() == PNG_1PX
+            assert stored.filename == "doc.txt"
+            assert stored.content_type == "image/png"  # detected from the new content
+            assert stored.metadata == {"v": "1"}
+
+    async def test_replace_explicit_values_win(self, storage: FileStorage) -> None:
+        file_id = await storage.create(b"one", "a.txt")
+        async with await storage.get(file_id) as stored:
+            await storage.replace(stored, b"two", "b.dat", "application/x-custom")
+        async with await storage.get(file_id) as stored:
+            assert (stored.filename, stored.content_type) == ("b.dat", "application/x-custom")
+            assert await stored.read() == b"two"
+
+    async def test_replace_missing_raises_not_found(self, storage: FileStorage) -> None:
+        file_id = await storage.create(b"x")
+        await storage.delete(file_id)
+        with pytest.raises(StoredFileNotFoundError):
+            await storage.replace(file_id, b"y")
+        assert not await storage.exists(file_id)
+
+    async def test_replace_backup_pattern(self, storage: FileStorage) -> None:
+        """filedepot's ``backup.replace(f, f)`` stores a foreign file under its own id."""
+        primary = MemoryFileStorage()
+        source_id = await storage.create(b"seed")  # an id in this backend's own format
+        await storage.delete(source_id)
+        original = await primary.create(b"precious", "p.txt", "text/plain")
+        async with await primary.get(original) as stored:
+            stored.file_id = source_id  # as if the primary used this backend's id format
+            assert await storage.replace(stored, stored) == source_id
+        async with await storage.get(source_id) as copy:
+            assert (copy.filename, copy.content_type) == ("p.txt", "text/plain")
+            assert await copy.read() == b"precious"
+
+    async def test_failed_replace_keeps_old_version(self, storage: FileStorage) -> None:
+        file_id = await storage.create(b"old content", "old.txt", "text/plain")
+        with pytest.raises(RuntimeError, match="mid-upload"):
+            await storage.replace(file_id, _chunks(b"new ", b"content", fail_after=1), "new.txt")
+        async with await storage.get(file_id) as stored:
+            assert stored.filename == "old.txt"
+            assert await stored.read() == b"old content"
+
+    async def test_reader_keeps_its_version_during_replace(self, storage: FileStorage) -> None:
+        old = os.urandom(300_000)
+        file_id = await storage.create(old, "v1.bin")
+        async with await storage.get(file_id) as reader:
+            await storage.replace(file_id, b"new and shorter", "v2.bin")
+            assert reader.filename == "v1.bin"
+            assert reader.content_length == len(old)
+            assert await reader.read() == old
+        async with await storage.get(file_id) as fresh:
+            assert (fresh.filename, await fresh.read()) == ("v2.bin", b"new and shorter")
+
+    async def test_concurrent_replace_never_mixes_versions(self, storage: FileStorage) -> None:
+        versions = {bytes([n]) * (10_000 + n): f"v{n}.bin" for n in range(1, 6)}
+        file_id = await storage.create(next(iter(versions)), "v1.bin")
+
+        async def writer() -> None:
+            for data, name in versions.items():
+                await storage.replace(file_id, data, name)
+
+        async def reader() -> None:
+            for _ in range(20):
+                async with await storage.get(file_id) as stored:
+                    data = await stored.read()
+                    assert versions[data] == stored.filename
+                    assert stored.content_length == len(data)
+
+        await asyncio.gather(writer(), reader(), reader())
+
+    # -- failures leave nothing behind ---------------------------------------------------
+
+    async def test_failed_create_leaves_nothing(self, storage: FileStorage) -> None:
+        with pytest.raises(RuntimeError, match="mid-upload"):
+            await storage.create(_chunks(b"a" * 100_000, b"b", fail_after=1), "half.bin")
+        assert await _ids(storage) == set()
+
+    async def test_cancelled_create_leaves_nothing(self, storage: FileStorage) -> None:
+        started = asyncio.Event()
+
+        async def endless() -> AsyncIterator[bytes]:
+            while True:
+                started.set()
+                yield b"x" * 65536
+                await asyncio.sleep(0.001)
+
+        task = asyncio.ensure_future(storage.create(endless(), "never.bin"))
+        await started.wait()
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await _ids(storage) == set()
+
+    async def test_concurrent_creates_are_all_intact(self, storage: FileStorage) -> None:
+        payloads = [os.urandom(1000 + n) for n in range(100)]
+        ids = await asyncio.gather(*(storage.create(data) for data in payloads))
+        assert len(set(ids)) == len(payloads)
+        contents = await asyncio.gather(*(_content(storage, file_id) for file_id in ids))
+        assert contents == payloads
+
+    async def test_storage_closes(self, storage: FileStorage) -> None:
+        await storage.create(b"x")
+        await storage.aclose()
