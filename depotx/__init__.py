@@ -19,6 +19,7 @@ from ._exceptions import (
     InvalidFileIdError,
     MissingDependencyError,
     StorageNotFoundError,
+    StoredFileChangedError,
     StoredFileNotFoundError,
     ValidationError,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "StorageManager",
     "StorageNotFoundError",
     "StoredFile",
+    "StoredFileChangedError",
     "StoredFileNotFoundError",
     "ValidationError",
     "__version__",

@@ -9,6 +9,7 @@ does not know about depotx keeps working::
     ├── StorageNotFoundError      (LookupError)  no storage or alias by that name
     ├── InvalidFileIdError        (ValueError)   a file id or path that no storage could hold
     ├── StoredFileNotFoundError   (FileNotFoundError)  a well-formed id with no file behind it
+    ├── StoredFileChangedError    (RuntimeError) the file was replaced after it was opened
     ├── MissingDependencyError    (ImportError)  an optional extra is not installed
     ├── ValidationError           (ValueError)   content refused by a rule (size, type, ...)
     └── BackendError              (OSError)      the storage itself failed; the cause is chained
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidFileIdError",
     "MissingDependencyError",
     "StorageNotFoundError",
+    "StoredFileChangedError",
     "StoredFileNotFoundError",
     "ValidationError",
 ]
@@ -63,6 +65,22 @@ class StoredFileNotFoundError(DepotError, FileNotFoundError):
         self.file_id = file_id
         where = f" in storage {storage!r}" if storage else ""
         super().__init__(f"file {file_id!r} does not exist{where}")
+
+
+class StoredFileChangedError(DepotError, RuntimeError):
+    """The file was replaced after this ``StoredFile`` was opened.
+
+    A backend that cannot pin a version when it opens a file (an object store
+    without versioning) checks the version when it reads, and raises this
+    instead of yielding a single byte of another version. Nothing was read yet
+    when it is raised by the first chunk, so the caller can simply ``get`` the
+    file again (the middleware does, before sending headers).
+    """
+
+    def __init__(self, file_id: str, storage: str | None = None) -> None:
+        self.file_id = file_id
+        where = f" in storage {storage!r}" if storage else ""
+        super().__init__(f"file {file_id!r}{where} was replaced while it was being read")
 
 
 class MissingDependencyError(DepotError, ImportError):

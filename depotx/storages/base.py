@@ -46,6 +46,11 @@ class FileStorage(abc.ABC):
 
     #: A short label for error messages; the manager sets the configured name.
     name: str | None = None
+    #: Whether the middleware may serve active content (HTML, SVG, XML,
+    #: JavaScript) inline. Off by default: such files from users are served as
+    #: attachments, so they cannot run scripts on the app's origin. Set with the
+    #: ``depot.inline_active_content`` option, accepted by every backend.
+    inline_active_content: bool = False
 
     # -- primitives for backends -----------------------------------------------
 
