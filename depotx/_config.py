@@ -127,7 +127,11 @@ def convert_value(value: Any, annotation: Any) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):
         members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        if type(None) in typing.get_args(annotation) and value.strip().lower() in {"", "none", "null"}:
+        if type(None) in typing.get_args(annotation) and value.strip().lower() in {
+            "",
+            "none",
+            "null",
+        }:
             return None
         if str in members:
             return value
@@ -174,7 +178,9 @@ def build_storage(options: Mapping[str, Any], *, label: str, prefix: str = "depo
                 f"storage {label!r}: unknown option {prefix}{key} for backend {backend!r}; "
                 f"valid options: {valid}"
             )
-        annotation = hints.get(key, params[key].annotation if key in params else inspect.Parameter.empty)
+        annotation = hints.get(
+            key, params[key].annotation if key in params else inspect.Parameter.empty
+        )
         try:
             kwargs[key] = convert_value(value, annotation)
         except ValueError as exc:
@@ -203,7 +209,11 @@ def build_storage(options: Mapping[str, Any], *, label: str, prefix: str = "depo
 
 
 def env_settings(environ: Mapping[str, str] | None, env_prefix: str, prefix: str) -> dict[str, str]:
-    """``DEPOTX_AVATARS__BACKEND=s3`` → ``{"depot.avatars.backend": "s3"}``; ``DEPOTX_DEFAULT`` too."""
+    """Environment variables as dotted settings.
+
+    ``DEPOTX_AVATARS__BACKEND=s3`` becomes ``{"depot.avatars.backend": "s3"}``, and
+    ``DEPOTX_DEFAULT=avatars`` becomes ``{"depot.default": "avatars"}``.
+    """
     environ = os.environ if environ is None else environ
     settings: dict[str, str] = {}
     for key, value in environ.items():

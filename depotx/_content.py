@@ -32,6 +32,28 @@ class Upload:
     filename: str
     content_type: str
     metadata: dict[str, str] = field(default_factory=dict)
+    #: The exception the caller's content raised, if any: a client that went
+    #: away is the caller's failure, not the backend's, and is re-raised as is.
+    source_error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self.chunks = self._tracked(self.chunks)
+
+    async def _tracked(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                except BaseException as exc:
+                    self.source_error = exc
+                    raise
+                yield chunk
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def aclose(self) -> None:
         """Close the chunk stream (and with it the caller's source) early."""
@@ -142,7 +164,9 @@ def _open_chunks(content: Any) -> AsyncIterator[bytes]:
     )
 
 
-async def _peek(chunks: AsyncIterator[bytes], size: int) -> tuple[bytes, bool, AsyncIterator[bytes]]:
+async def _peek(
+    chunks: AsyncIterator[bytes], size: int
+) -> tuple[bytes, bool, AsyncIterator[bytes]]:
     """Read at least ``size`` bytes (or all) and return them with a stream that replays them."""
     head: list[bytes] = []
     have = 0

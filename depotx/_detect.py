@@ -43,7 +43,9 @@ def _is_utf8(sample: bytes, complete: bool) -> bool:
     try:
         sample.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return not complete and exc.reason == "unexpected end of data" and exc.start >= len(sample) - 3
+        return (
+            not complete and exc.reason == "unexpected end of data" and exc.start >= len(sample) - 3
+        )
     return True
 
 
@@ -86,9 +88,16 @@ def detect_content_type(sample: bytes, filename: str | None, *, complete: bool =
         if by_name and by_name not in _GENERIC:
             chosen = by_name
         else:
-            chosen = by_content or by_name or (
-                "text/plain" if sample and not HAS_LIBMAGIC and _is_utf8(sample, complete) else None
-            ) or _FALLBACK
+            chosen = (
+                by_content
+                or by_name
+                or (
+                    "text/plain"
+                    if sample and not HAS_LIBMAGIC and _is_utf8(sample, complete)
+                    else None
+                )
+                or _FALLBACK
+            )
     else:
         chosen = by_content
     return _with_charset(chosen, sample, complete, detected_encoding)

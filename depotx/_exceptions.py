@@ -90,8 +90,7 @@ class MissingDependencyError(DepotError, ImportError):
         self.extra = extra
         self.package = package
         super().__init__(
-            f"this feature needs {package!r}, which is not installed: "
-            f"pip install 'depotx[{extra}]'"
+            f"this feature needs {package!r}, which is not installed: pip install 'depotx[{extra}]'"
         )
 
 

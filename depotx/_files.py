@@ -1,4 +1,8 @@
-"""What a storage hands back (:class:`StoredFile`) and what a caller hands in (:class:`FileIntent`)."""
+"""Files handed back by storages (:class:`StoredFile`) and handed in (:class:`FileIntent`).
+
+One ``StoredFile`` class for every backend: a backend supplies only ``_iter_range``
+(and ``_release``), so reading, ranges and closing behave the same everywhere.
+"""
 
 from __future__ import annotations
 
@@ -92,7 +96,7 @@ class StoredFile(abc.ABC):
         Backends read only that part (a seek, a ranged GET), never more.
         """
 
-    async def _release(self) -> None:
+    async def _release(self) -> None:  # noqa: B027 - optional hook
         """Release the backend's handle; called once by :meth:`aclose`."""
 
     def iter_bytes(

@@ -12,7 +12,13 @@ import uuid
 
 from ._exceptions import InvalidFileIdError
 
-__all__ = ["MAX_FILE_ID_LENGTH", "is_valid_file_id", "new_file_id", "split_path", "validate_file_id"]
+__all__ = [
+    "MAX_FILE_ID_LENGTH",
+    "is_valid_file_id",
+    "new_file_id",
+    "split_path",
+    "validate_file_id",
+]
 
 #: Longer than any id a backend generates (uuid: 36, ObjectId: 24) and short
 #: enough to be a single path component on every filesystem.

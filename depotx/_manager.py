@@ -6,6 +6,7 @@ multi-tenant apps make their own ``StorageManager()`` so nothing leaks between t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from .middleware import DepotMiddleware
 
 __all__ = ["DEFAULT_MOUNTPOINT", "DepotManager", "StorageManager"]
+
+logger = logging.getLogger("depotx")
 
 DEFAULT_MOUNTPOINT = "/depot"
 _ALIAS_OPTION = "alias"
@@ -49,7 +52,9 @@ class StorageManager:
         """Build a storage from ``config`` without registering it (filedepot's ``from_config``)."""
         return build_storage(options_under(config, prefix), label="<unnamed>", prefix=prefix)
 
-    def configure(self, name: str, config: Mapping[str, Any], prefix: str = "depot.") -> FileStorage:
+    def configure(
+        self, name: str, config: Mapping[str, Any], prefix: str = "depot."
+    ) -> FileStorage:
         """Create the storage ``name`` from the ``<prefix>*`` keys of ``config``.
 
         Other keys are ignored, so a whole settings dict can be passed. The first
@@ -68,7 +73,9 @@ class StorageManager:
         if name in self._storages:
             raise ConfigurationError(f"storage {name!r} is already configured")
         if name in self._aliases:
-            raise ConfigurationError(f"{name!r} is already an alias; storage names and aliases must differ")
+            raise ConfigurationError(
+                f"{name!r} is already an alias; storage names and aliases must differ"
+            )
 
     def configure_many(
         self, settings: Mapping[str, Any], prefix: str = "depot."
@@ -102,8 +109,10 @@ class StorageManager:
                     raise ConfigurationError(f"alias {name!r} takes no other options: {extra}")
                 aliases[name] = str(options[_ALIAS_OPTION])
                 continue
+            # The storage's own prefix, so errors name the full key the user wrote.
+            own_prefix = f"{prefix}{name}."
             configured[name] = self.configure(
-                name, {f"{prefix}{k}": v for k, v in options.items()}, prefix=prefix
+                name, {f"{own_prefix}{k}": v for k, v in options.items()}, prefix=own_prefix
             )
         for alias, target in aliases.items():
             self.alias(alias, target)
@@ -216,14 +225,15 @@ class StorageManager:
 
     async def aclose(self) -> None:
         """Close every storage's clients; the storages stay configured."""
-        errors: list[BaseException] = []
-        for storage in self._storages.values():
+        first_error: Exception | None = None
+        for name, storage in self._storages.items():
             try:
                 await storage.aclose()
-            except Exception as exc:  # noqa: BLE001 - close the others, then report
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+            except Exception as exc:  # noqa: BLE001 - close the others first, then raise
+                logger.warning("closing storage %r failed", name, exc_info=exc)
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
 
     async def __aenter__(self) -> StorageManager:
         return self

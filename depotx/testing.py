@@ -41,7 +41,19 @@ PNG_1PX = bytes.fromhex(
 )
 
 #: Ids no storage may accept: empty, traversal, separators, control characters, too long.
-INVALID_FILE_IDS = ["", ".", "..", "../etc/passwd", "a/b", "a\\b", "/abs", "id\x00", "id\n", " id", "x" * 1000]
+INVALID_FILE_IDS = [
+    "",
+    ".",
+    "..",
+    "../etc/passwd",
+    "a/b",
+    "a\\b",
+    "/abs",
+    "id\x00",
+    "id\n",
+    " id",
+    "x" * 1000,
+]
 
 
 async def _chunks(*parts: bytes, fail_after: int | None = None) -> AsyncIterator[bytes]:
@@ -77,7 +89,9 @@ class StorageContract:
             assert stored.content_type == "text/plain"
             assert stored.content_length == 12
             assert stored.last_modified.tzinfo is not None
-            assert before <= stored.last_modified <= datetime.now(timezone.utc) + timedelta(seconds=2)
+            assert (
+                before <= stored.last_modified <= datetime.now(timezone.utc) + timedelta(seconds=2)
+            )
             assert await stored.read() == b"hello depotx"
         assert stored.closed
 
@@ -91,7 +105,8 @@ class StorageContract:
         second = await storage.get(await storage.create(b"same bytes"))
         other = await storage.get(await storage.create(b"other bytes"))
         try:
-            assert first.checksum and first.checksum == second.checksum
+            assert first.checksum
+            assert first.checksum == second.checksum
             assert other.checksum != first.checksum
         finally:
             for stored in (first, second, other):
@@ -193,7 +208,7 @@ class StorageContract:
 
     async def test_str_content_is_refused_with_a_hint(self, storage: FileStorage) -> None:
         with pytest.raises(TypeError, match="encode"):
-            await storage.create("text, not bytes")  # type: ignore[arg-type]
+            await storage.create("text, not bytes")
         assert await _ids(storage) == set()
 
     async def test_text_mode_file_is_refused(self, storage: FileStorage, tmp_path: Path) -> None:
@@ -276,7 +291,7 @@ class StorageContract:
         ):
             with pytest.raises(InvalidFileIdError):
                 await call
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidFileIdError):
             storage.public_url(bad_id)
 
     # -- exists, delete, list ---------------------------------------------------------------
@@ -377,6 +392,18 @@ class StorageContract:
     async def test_failed_create_leaves_nothing(self, storage: FileStorage) -> None:
         with pytest.raises(RuntimeError, match="mid-upload"):
             await storage.create(_chunks(b"a" * 100_000, b"b", fail_after=1), "half.bin")
+        assert await _ids(storage) == set()
+
+    async def test_source_errors_propagate_unchanged(self, storage: FileStorage) -> None:
+        """A client that disconnects mid-upload is the caller's error, not a backend failure."""
+
+        async def disconnecting() -> AsyncIterator[bytes]:
+            yield b"x" * 70_000
+            raise ConnectionResetError("client went away")
+
+        with pytest.raises(ConnectionResetError, match="client went away") as info:
+            await storage.create(disconnecting(), "x.bin", "application/octet-stream")
+        assert type(info.value) is ConnectionResetError
         assert await _ids(storage) == set()
 
     async def test_cancelled_create_leaves_nothing(self, storage: FileStorage) -> None:

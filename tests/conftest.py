@@ -9,8 +9,7 @@ reason shown in pytest's summary.
 from __future__ import annotations
 
 import importlib.util
-
-from collections.abc import AsyncIterator, Callable, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -35,7 +34,8 @@ BACKEND_FACTORIES: dict[str, StorageFactory] = {"memory": _memory, "local": _loc
 # MongoDB) keep their factories in ``tests/backends/<name>.py`` as ``FACTORIES``.
 for _path in sorted((Path(__file__).parent / "backends").glob("[!_]*.py")):
     _spec = importlib.util.spec_from_file_location(f"depotx_test_backends.{_path.stem}", _path)
-    assert _spec is not None and _spec.loader is not None
+    assert _spec is not None
+    assert _spec.loader is not None
     _module = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(_module)
     BACKEND_FACTORIES.update(_module.FACTORIES)

@@ -60,7 +60,10 @@ class FileStorage(abc.ABC):
 
     @abc.abstractmethod
     async def _get(self, file_id: str) -> StoredFile:
-        """Return the file, content pinned to the metadata's version, or raise ``StoredFileNotFoundError``."""
+        """Return the file, its content pinned to the metadata's version.
+
+        Raise ``StoredFileNotFoundError`` when there is no such file.
+        """
 
     @abc.abstractmethod
     async def _store(self, file_id: str, upload: Upload, *, replace: bool) -> None:
@@ -172,6 +175,8 @@ class FileStorage(abc.ABC):
         except DepotError:
             raise
         except OSError as exc:
+            if exc is upload.source_error:
+                raise  # the caller's content failed (e.g. a client disconnect), not the storage
             raise self._failure("replace" if replace else "create", file_id, exc) from exc
         finally:
             await upload.aclose()

@@ -165,7 +165,9 @@ class LocalFileStorage(FileStorage):
         return await asyncio.to_thread(self._open, file_id)
 
     async def _exists(self, file_id: str) -> bool:
-        return await asyncio.to_thread(os.path.isfile, os.path.join(self._folder(file_id), METADATA))
+        return await asyncio.to_thread(
+            os.path.isfile, os.path.join(self._folder(file_id), METADATA)
+        )
 
     def _list_batch(self, entries: Iterator[os.DirEntry[str]], size: int) -> list[str]:
         batch: list[str] = []
@@ -203,7 +205,9 @@ class LocalFileStorage(FileStorage):
                 length += len(chunk)
         return length, digest.hexdigest()
 
-    def _commit(self, folder: str, content: str, upload: Upload, length: int, checksum: str) -> None:
+    def _commit(
+        self, folder: str, content: str, upload: Upload, length: int, checksum: str
+    ) -> None:
         token = uuid.uuid4().hex
         meta_tmp = os.path.join(folder, f".{METADATA}.{token}.tmp")
         extra_tmp = os.path.join(folder, f".{EXTRA}.{token}.tmp")

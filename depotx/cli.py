@@ -1,0 +1,249 @@
+"""The ``depotx`` command: store, fetch, list and serve files from the shell.
+
+Storages come from ``--config FILE`` (dotted keys in an ``.ini`` or ``.toml``
+file), else from ``DEPOTX_*`` environment variables, else the embedded default:
+local storage under ``./depot-files`` (or ``--storage-path``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import configparser
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ._exceptions import ConfigurationError, DepotError
+from ._manager import StorageManager
+
+__all__ = ["build_manager", "load_settings", "main"]
+
+DEFAULT_STORAGE_PATH = "./depot-files"
+DEFAULT_STORAGE_NAME = "default"
+PREFIX = "depot."
+
+
+def _flatten(table: Mapping[str, Any], into: dict[str, Any], prefix: str = "") -> None:
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            _flatten(value, into, f"{prefix}{key}.")
+        else:
+            into[f"{prefix}{key}"] = value
+
+
+def load_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read dotted settings from an ``.ini``/``.cfg`` (every section) or ``.toml`` file."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigurationError(f"config file {str(file)!r} does not exist")
+    settings: dict[str, Any] = {}
+    if file.suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError as exc:  # Python 3.10
+            raise ConfigurationError("reading .toml config files needs Python 3.11+") from exc
+        with file.open("rb") as handle:
+            _flatten(tomllib.load(handle), settings)
+        return settings
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
+    try:
+        parser.read(file, encoding="utf-8")
+    except configparser.Error as exc:
+        raise ConfigurationError(f"cannot parse {str(file)!r}: {exc}") from exc
+    for section in parser.sections():
+        settings.update(parser.items(section))
+    return settings
+
+
+def build_manager(
+    config: str | None = None,
+    storage_path: str = DEFAULT_STORAGE_PATH,
+    environ: Mapping[str, str] | None = None,
+) -> StorageManager:
+    """The manager the CLI (and ``depotx serve``) work on; see the module docstring."""
+    manager = StorageManager()
+    environ = os.environ if environ is None else environ
+    if config is not None:
+        settings = load_settings(config)
+        own = [key[len(PREFIX) :] for key in settings if key.startswith(PREFIX)]
+        if not own:
+            raise ConfigurationError(f"{config!r} has no {PREFIX}* settings")
+        single = any("." not in key and key != "default" for key in own)
+        if single:  # filedepot style: depot.backend, depot.storage_path, ...
+            manager.configure(DEFAULT_STORAGE_NAME, settings)
+        else:
+            manager.configure_many(settings)
+    elif any(key.upper().startswith("DEPOTX_") for key in environ):
+        manager.configure_from_env(environ)
+    else:
+        manager.configure(DEFAULT_STORAGE_NAME, {"depot.storage_path": storage_path})
+    return manager
+
+
+def _path_for(manager: StorageManager, path: str) -> str:
+    """Accept ``storage/fileid`` or a bare file id in the default storage."""
+    return path if "/" in path else f"{manager.get_default()}/{path}"
+
+
+async def _put(manager: StorageManager, args: argparse.Namespace) -> int:
+    storage_name = manager.resolve_alias(args.storage or manager.get_default())
+    storage = manager.get(storage_name)
+    for name in args.files:
+        if name == "-":
+            file_id = await storage.create(
+                sys.stdin.buffer, args.filename or None, args.content_type
+            )
+        else:
+            with open(name, "rb") as source:
+                file_id = await storage.create(source, args.filename, args.content_type)
+        print(f"{storage_name}/{file_id}")
+    return 0
+
+
+async def _get(manager: StorageManager, args: argparse.Namespace) -> int:
+    async with await manager.get_file(_path_for(manager, args.path)) as stored:
+        out: BinaryIO
+        if args.output in (None, "-"):
+            out = sys.stdout.buffer
+            async for chunk in stored:
+                out.write(chunk)
+            out.flush()
+        else:
+            target = Path(args.output)
+            if target.is_dir():
+                target = target / os.path.basename(stored.filename)
+            with target.open("wb") as out:
+                async for chunk in stored:
+                    await asyncio.to_thread(out.write, chunk)
+            print(target, file=sys.stderr)
+    return 0
+
+
+async def _ls(manager: StorageManager, args: argparse.Namespace) -> int:
+    storage_name = manager.resolve_alias(args.storage or manager.get_default())
+    storage = manager.get(storage_name)
+    async for file_id in storage.list():
+        if not args.long:
+            print(f"{storage_name}/{file_id}")
+            continue
+        async with await storage.get(file_id) as stored:
+            print(
+                f"{storage_name}/{file_id}\t{stored.content_length}\t"
+                f"{stored.last_modified.isoformat()}\t{stored.content_type}\t{stored.filename}"
+            )
+    return 0
+
+
+async def _info(manager: StorageManager, args: argparse.Namespace) -> int:
+    path = _path_for(manager, args.path)
+    async with await manager.get_file(path) as stored:
+        info = {
+            "path": path,
+            "file_id": stored.file_id,
+            "filename": stored.filename,
+            "content_type": stored.content_type,
+            "content_length": stored.content_length,
+            "last_modified": stored.last_modified.isoformat(),
+            "checksum": stored.checksum,
+            "metadata": stored.metadata,
+            "url": manager.url_for(path),
+        }
+    print(json.dumps(info, indent=2, ensure_ascii=False))
+    return 0
+
+
+async def _rm(manager: StorageManager, args: argparse.Namespace) -> int:
+    for path in args.paths:
+        storage_name, _, file_id = _path_for(manager, path).partition("/")
+        await manager.get(storage_name).delete(file_id)
+    return 0
+
+
+async def _cp(manager: StorageManager, args: argparse.Namespace) -> int:
+    target_name = manager.resolve_alias(args.storage)
+    async with await manager.get_file(_path_for(manager, args.path)) as stored:
+        file_id = await manager.get(target_name).create(stored)
+    print(f"{target_name}/{file_id}")
+    return 0
+
+
+_COMMANDS = {"put": _put, "get": _get, "ls": _ls, "info": _info, "rm": _rm, "cp": _cp}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="depotx", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="an .ini or .toml file of depot.* settings")
+    parser.add_argument(
+        "--storage-path",
+        default=DEFAULT_STORAGE_PATH,
+        help=f"folder of the embedded local storage (default: {DEFAULT_STORAGE_PATH})",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    put = commands.add_parser("put", help="store files; prints each one's storage/fileid path")
+    put.add_argument("files", nargs="+", help="files to store ('-' reads standard input)")
+    put.add_argument("--storage", help="storage or alias (default: the default storage)")
+    put.add_argument("--filename", help="filename to record instead of the file's own")
+    put.add_argument("--content-type", help="content type to record instead of detecting it")
+
+    get = commands.add_parser("get", help="write a stored file to standard output or a file")
+    get.add_argument("path", help="storage/fileid (or a file id in the default storage)")
+    get.add_argument("-o", "--output", help="output file or folder ('-': standard output)")
+
+    ls = commands.add_parser("ls", help="list the files of a storage")
+    ls.add_argument("storage", nargs="?", help="storage or alias (default: the default storage)")
+    ls.add_argument("-l", "--long", action="store_true", help="size, date, type and filename")
+
+    info = commands.add_parser("info", help="print a stored file's metadata as JSON")
+    info.add_argument("path", help="storage/fileid")
+
+    rm = commands.add_parser("rm", help="delete stored files (missing files are not an error)")
+    rm.add_argument("paths", nargs="+", help="storage/fileid paths")
+
+    cp = commands.add_parser("cp", help="copy a stored file into another storage")
+    cp.add_argument("path", help="storage/fileid to copy")
+    cp.add_argument("storage", help="target storage or alias")
+
+    serve = commands.add_parser("serve", help="serve an upload page and the files over HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-upload-size", type=int, help="largest upload accepted, in bytes")
+    serve.add_argument("--log-level", default="info")
+    return parser
+
+
+async def _run(manager: StorageManager, args: argparse.Namespace) -> int:
+    async with manager:
+        return await _COMMANDS[args.command](manager, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        manager = build_manager(args.config, args.storage_path)
+        if args.command == "serve":
+            from .server import serve
+
+            serve(
+                manager,
+                host=args.host,
+                port=args.port,
+                max_upload_size=args.max_upload_size,
+                log_level=args.log_level,
+            )
+            return 0
+        return asyncio.run(_run(manager, args))
+    except (DepotError, OSError) as exc:
+        print(f"depotx: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The depotx command: a round trip on the embedded default and on config files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from depotx import ConfigurationError, LocalFileStorage, MemoryFileStorage
+from depotx.cli import build_manager, load_settings, main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_put_get_ls_info_rm_roundtrip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "report.csv"
+    source.write_bytes(b"a,b\n1,2\n")
+
+    code, out, _ = _run(capsys, "put", str(source))
+    assert code == 0
+    path = out.strip()
+    storage, file_id = path.split("/")
+    assert storage == "default"
+    assert (tmp_path / "depot-files" / file_id / "file").read_bytes() == b"a,b\n1,2\n"
+
+    code, out, _ = _run(capsys, "ls")
+    assert (code, out.split()) == (0, [path])
+
+    code, out, _ = _run(capsys, "ls", "-l")
+    assert "report.csv" in out and "\t8\t" in out
+
+    code, out, _ = _run(capsys, "info", path)
+    info = json.loads(out)
+    assert info["filename"] == "report.csv"
+    assert info["content_type"].startswith("text/csv")
+    assert info["url"] == f"/depot/{path}"
+
+    target = tmp_path / "out"
+    target.mkdir()
+    code, _, _ = _run(capsys, "get", path, "-o", str(target))
+    assert code == 0
+    assert (target / "report.csv").read_bytes() == b"a,b\n1,2\n"
+
+    code, _, _ = _run(capsys, "rm", path)
+    assert code == 0
+    code, out, _ = _run(capsys, "ls")
+    assert out == ""
+
+
+def test_get_to_stdout(tmp_path: Path) -> None:
+    """Through a real subprocess, so the bytes on stdout are checked exactly."""
+    store = tmp_path / "files"
+    data = bytes(range(256)) * 10
+    put = subprocess.run(
+        [sys.executable, "-m", "depotx.cli", "--storage-path", str(store), "put", "-"],
+        input=data,
+        capture_output=True,
+        check=True,
+    )
+    path = put.stdout.decode().strip()
+    got = subprocess.run(
+        [sys.executable, "-m", "depotx.cli", "--storage-path", str(store), "get", path],
+        capture_output=True,
+        check=True,
+    )
+    assert got.stdout == data
+
+
+def test_errors_are_reported_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(capsys, "get", "default/no-such-file")
+    assert code == 1
+    assert "does not exist" in err
+    assert "Traceback" not in err
+    code, _, err = _run(capsys, "get", "default/../etc")
+    assert code == 1
+    assert "error" in err
+
+
+def test_cp_between_storages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "depot.ini"
+    config.write_text(
+        "[app:main]\n"
+        f"depot.one.storage_path = {tmp_path / 'one'}\n"
+        f"depot.two.storage_path = {tmp_path / 'two'}\n"
+    )
+    source = tmp_path / "x.txt"
+    source.write_text("copy me")
+    _, out, _ = _run(capsys, "--config", str(config), "put", str(source))
+    code, out, _ = _run(capsys, "--config", str(config), "cp", out.strip(), "two")
+    assert code == 0
+    assert out.startswith("two/")
+    file_id = out.strip().split("/")[1]
+    assert (tmp_path / "two" / file_id / "file").read_text() == "copy me"
+
+
+def test_filedepot_ini_is_one_default_storage(tmp_path: Path) -> None:
+    config = tmp_path / "production.ini"
+    config.write_text(
+        "[app:main]\n"
+        "use = egg:myapp\n"
+        "depot.backend = depot.io.local.LocalFileStorage\n"
+        f"depot.storage_path = {tmp_path / 'files'}\n"
+    )
+    manager = build_manager(str(config))
+    assert manager.names == ["default"]
+    assert isinstance(manager.get(), LocalFileStorage)
+
+
+def test_toml_config_with_several_storages(tmp_path: Path) -> None:
+    config = tmp_path / "depot.toml"
+    config.write_text(
+        "[depot]\n"
+        'default = "docs"\n'
+        "[depot.scratch]\n"
+        'backend = "memory"\n'
+        "[depot.docs]\n"
+        f'storage_path = "{tmp_path / "docs"}"\n'
+    )
+    if sys.version_info < (3, 11):
+        with pytest.raises(ConfigurationError, match="3.11"):
+            load_settings(config)
+        return
+    manager = build_manager(str(config))
+    assert manager.get_default() == "docs"
+    assert isinstance(manager.get("scratch"), MemoryFileStorage)
+
+
+def test_environment_configuration(tmp_path: Path) -> None:
+    manager = build_manager(environ={"DEPOTX_TMP__BACKEND": "memory"})
+    assert manager.names == ["tmp"]
+
+
+def test_embedded_default(tmp_path: Path) -> None:
+    manager = build_manager(storage_path=str(tmp_path / "x"), environ={})
+    storage = manager.get()
+    assert isinstance(storage, LocalFileStorage)
+    assert storage.storage_path == str(tmp_path / "x")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("[a]\nother = 1\n", "no depot"), ("not an ini", "cannot parse")],
+)
+def test_bad_config_files(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "bad.ini"
+    config.write_text(content)
+    with pytest.raises(ConfigurationError, match=message):
+        build_manager(str(config))
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        build_manager(str(tmp_path / "missing.ini"))
