@@ -1,0 +1,1 @@
+"""Integrations with other libraries (SQLAlchemy columns); each needs its own extra."""
