@@ -25,6 +25,7 @@ from ._exceptions import (
 )
 from ._files import FileIntent, StoredFile
 from ._manager import DepotManager, StorageManager
+from .middleware import DepotMiddleware
 from .storages.base import FileStorage
 from .storages.local import LocalFileStorage
 from .storages.memory import MemoryFileStorage
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigurationError",
     "DepotError",
     "DepotManager",
+    "DepotMiddleware",
     "FileIntent",
     "FileStorage",
     "InvalidFileIdError",

@@ -229,7 +229,7 @@ class StorageManager:
         for name, storage in self._storages.items():
             try:
                 await storage.aclose()
-            except Exception as exc:  # noqa: BLE001 - close the others first, then raise
+            except Exception as exc:  # close the others first, then raise the first failure
                 logger.warning("closing storage %r failed", name, exc_info=exc)
                 first_error = first_error or exc
         if first_error is not None:

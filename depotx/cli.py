@@ -42,13 +42,13 @@ def load_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigurationError(f"config file {str(file)!r} does not exist")
     settings: dict[str, Any] = {}
     if file.suffix == ".toml":
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ImportError as exc:  # Python 3.10
-            raise ConfigurationError("reading .toml config files needs Python 3.11+") from exc
-        with file.open("rb") as handle:
-            _flatten(tomllib.load(handle), settings)
-        return settings
+
+            with file.open("rb") as handle:
+                _flatten(tomllib.load(handle), settings)
+            return settings
+        raise ConfigurationError("reading .toml config files needs Python 3.11+")
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
     try:
@@ -115,11 +115,14 @@ async def _get(manager: StorageManager, args: argparse.Namespace) -> int:
             out.flush()
         else:
             target = Path(args.output)
-            if target.is_dir():
+            if await asyncio.to_thread(target.is_dir):
                 target = target / os.path.basename(stored.filename)
-            with target.open("wb") as out:
+            out = await asyncio.to_thread(target.open, "wb")
+            try:
                 async for chunk in stored:
                     await asyncio.to_thread(out.write, chunk)
+            finally:
+                out.close()
             print(target, file=sys.stderr)
     return 0
 

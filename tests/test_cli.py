@@ -37,7 +37,8 @@ def test_put_get_ls_info_rm_roundtrip(
     assert (code, out.split()) == (0, [path])
 
     code, out, _ = _run(capsys, "ls", "-l")
-    assert "report.csv" in out and "\t8\t" in out
+    assert "report.csv" in out
+    assert "\t8\t" in out
 
     code, out, _ = _run(capsys, "info", path)
     info = json.loads(out)
@@ -130,7 +131,7 @@ def test_toml_config_with_several_storages(tmp_path: Path) -> None:
         f'storage_path = "{tmp_path / "docs"}"\n'
     )
     if sys.version_info < (3, 11):
-        with pytest.raises(ConfigurationError, match="3.11"):
+        with pytest.raises(ConfigurationError, match=r"3\.11"):
             load_settings(config)
         return
     manager = build_manager(str(config))

@@ -23,8 +23,8 @@ def store_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def storage(store_path: Path) -> AsyncIterator[LocalFileStorage]:
-    yield LocalFileStorage(store_path)
+async def storage(store_path: Path) -> LocalFileStorage:
+    return LocalFileStorage(store_path)
 
 
 async def test_layout_is_filedepots(storage: LocalFileStorage, store_path: Path) -> None:
@@ -42,7 +42,9 @@ async def test_layout_is_filedepots(storage: LocalFileStorage, store_path: Path)
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
-async def test_filedepot_reads_what_depotx_writes(storage: LocalFileStorage, store_path: Path) -> None:
+async def test_filedepot_reads_what_depotx_writes(
+    storage: LocalFileStorage, store_path: Path
+) -> None:
     file_id = await storage.create(b"written by depotx", "été.txt", "text/plain")
     theirs = depot_local.LocalFileStorage(str(store_path))
     stored = theirs.get(file_id)
@@ -55,7 +57,9 @@ async def test_filedepot_reads_what_depotx_writes(storage: LocalFileStorage, sto
     assert file_id in theirs.list()
 
 
-async def test_depotx_reads_what_filedepot_writes(storage: LocalFileStorage, store_path: Path) -> None:
+async def test_depotx_reads_what_filedepot_writes(
+    storage: LocalFileStorage, store_path: Path
+) -> None:
     theirs = depot_local.LocalFileStorage(str(store_path))
     file_id = theirs.create(io.BytesIO(b"written by filedepot"), "old.pdf", "application/pdf")
     async with await storage.get(file_id) as stored:

@@ -222,7 +222,7 @@ def test_no_default_yet(manager: StorageManager) -> None:
 
 def test_unknown_storage(manager: StorageManager) -> None:
     manager.configure("known", {"depot.backend": "memory"})
-    with pytest.raises(StorageNotFoundError, match="'missing'.*known") as info:
+    with pytest.raises(StorageNotFoundError, match=r"'missing'.*known") as info:
         manager.get("missing")
     assert isinstance(info.value, LookupError)
     with pytest.raises(StorageNotFoundError):

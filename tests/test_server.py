@@ -1,0 +1,310 @@
+"""The ``depotx serve`` app: through the ASGI transport, and as a real uvicorn server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from depotx import StorageManager
+from depotx.server import create_app
+
+MiB = 1024 * 1024
+
+# -- the app through httpx's ASGI transport --------------------------------------------------
+
+
+@pytest.fixture
+async def manager(tmp_path: Path) -> AsyncIterator[StorageManager]:
+    manager = StorageManager()
+    manager.configure("default", {"depot.storage_path": str(tmp_path / "files")})
+    yield manager
+    await manager.aclose()
+
+
+def asgi_client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+
+async def stored_ids(manager: StorageManager) -> list[str]:
+    return [file_id async for file_id in manager.get().list()]
+
+
+async def test_upload_returns_json_and_the_file_downloads(manager: StorageManager) -> None:
+    async with asgi_client(create_app(manager)) as client:
+        response = await client.post(
+            "/files", files={"file": ("notes.txt", b"hello depotx\n", "text/plain")}
+        )
+        assert response.status_code == 201
+        data = response.json()
+        assert set(data) >= {"id", "path", "url", "filename", "content_type", "size"}
+        assert data["path"] == f"default/{data['id']}"
+        assert data["url"] == f"http://testserver/depot/default/{data['id']}"
+        assert response.headers["location"] == data["url"]
+        assert data["filename"] == "notes.txt"
+        assert data["size"] == 13
+        assert data["content_type"].startswith("text/plain")
+        download = await client.get(data["url"])
+        assert download.content == b"hello depotx\n"
+        listed = (await client.get("/files")).json()
+        assert [item["id"] for item in listed] == [data["id"]]
+
+
+async def test_index_page_lists_files_with_links_and_escapes_names(
+    manager: StorageManager,
+) -> None:
+    file_id = await manager.get().create(b"x", '<script>alert("x")</script>.txt', "text/plain")
+    async with asgi_client(create_app(manager)) as client:
+        page = await client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'enctype="multipart/form-data"' in page.text
+    assert "<script>alert" not in page.text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;.txt" in page.text
+    assert f'href="http://testserver/depot/default/{file_id}"' in page.text
+
+
+async def test_form_upload_redirects_back_to_the_page(manager: StorageManager) -> None:
+    async with asgi_client(create_app(manager)) as client:
+        response = await client.post(
+            "/files?next=page", files={"file": ("a.bin", b"\x00\x01", "application/octet-stream")}
+        )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/"
+    assert len(await stored_ids(manager)) == 1
+
+
+async def test_upload_without_a_file_field_is_400(manager: StorageManager) -> None:
+    async with asgi_client(create_app(manager)) as client:
+        response = await client.post("/files", data={"name": "x"})
+    assert response.status_code == 400
+    assert await stored_ids(manager) == []
+
+
+async def test_upload_over_the_limit_is_413_and_stores_nothing(manager: StorageManager) -> None:
+    async with asgi_client(create_app(manager, max_upload_size=1000)) as client:
+        ok = await client.post("/files", files={"file": ("ok.bin", b"a" * 1000)})
+        assert ok.status_code == 201
+        # Just over: the parser reads it (within the multipart slack), the size check refuses.
+        over = await client.post("/files", files={"file": ("over.bin", b"a" * 1001)})
+        assert over.status_code == 413
+        assert "1000" in over.json()["error"]
+        # Declared far too large: refused from Content-Length before reading.
+        declared = await client.post("/files", files={"file": ("big.bin", b"a" * (200 * 1024))})
+        assert declared.status_code == 413
+
+        # Chunked, no Content-Length: stopped while streaming.
+        async def body() -> AsyncIterator[bytes]:
+            yield b'--xx\r\nContent-Disposition: form-data; name="file"; filename="c.bin"\r\n\r\n'
+            for _ in range(100):
+                yield b"a" * 4096
+            yield b"\r\n--xx--\r\n"
+
+        chunked = await client.post(
+            "/files", content=body(), headers={"Content-Type": "multipart/form-data; boundary=xx"}
+        )
+        assert chunked.status_code == 413
+    assert len(await stored_ids(manager)) == 1  # only the upload within the limit
+
+
+# -- a real uvicorn server ----------------------------------------------------------------------
+
+SERVER = """
+import sys
+from depotx import StorageManager
+from depotx.server import serve
+
+manager = StorageManager()
+manager.configure("default", {"depot.storage_path": sys.argv[1]})
+serve(manager, host="127.0.0.1", port=0, log_level="warning")
+"""
+
+
+class Server:
+    def __init__(self, process: subprocess.Popen[str], url: str, root: Path) -> None:
+        self.process = process
+        self.url = url
+        self.root = root
+
+    def rss_peak(self) -> int:
+        """Peak resident memory of the server process so far, in bytes (VmHWM)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
+
+    def open_paths(self) -> list[str]:
+        fd_dir = Path(f"/proc/{self.process.pid}/fd")
+        paths = []
+        for fd in fd_dir.iterdir():
+            try:
+                paths.append(os.readlink(fd))
+            except OSError:
+                continue  # closed while we looked
+        return paths
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if not Path("/proc/self/status").exists():
+        pytest.skip("measuring the server's memory needs Linux /proc")
+    root = tmp_path_factory.mktemp("served")
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        assert ready, "depotx serve printed nothing within 30 s"
+        line = process.stdout.readline()
+        assert line.startswith("depotx: serving storage 'default' at http://127.0.0.1:"), line
+        url = line.split(" at ")[1].split()[0].rstrip("/")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/", timeout=2).raise_for_status()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start listening"
+                time.sleep(0.1)
+        yield Server(process, url, root)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+class GeneratedFile:
+    """``size`` bytes made up on the fly (a file-like object for httpx), hashed as they go."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.block = hashlib.sha256(b"depotx").digest() * (MiB // 32)  # 1 MiB pattern
+        self.offset = 0
+        self.digest = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        if n <= 0:
+            return b""
+        start = self.offset % len(self.block)
+        chunk = (
+            (self.block[start:] + self.block)[:n]
+            if start + n > len(self.block)
+            else (self.block[start : start + n])
+        )
+        # Vary the content along the file so a misplaced chunk changes the hash.
+        chunk = (self.offset // MiB).to_bytes(4, "big") + chunk[4:] if len(chunk) > 4 else chunk
+        self.offset += n
+        self.left -= n
+        self.digest.update(chunk)
+        return chunk
+
+
+def test_upload_and_download_over_real_http(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        response = client.post("/files", files={"file": ("hi.txt", b"hi there", "text/plain")})
+        assert response.status_code == 201
+        data = response.json()
+        assert data["url"].startswith(server.url + "/depot/default/")
+        download = client.get(data["url"])
+        assert download.status_code == 200
+        assert download.content == b"hi there"
+        assert download.headers["etag"].startswith('"')
+        again = client.get(data["url"], headers={"If-None-Match": download.headers["etag"]})
+        assert again.status_code == 304
+        assert again.content == b""
+        ranged = client.get(data["url"], headers={"Range": "bytes=3-"})
+        assert ranged.status_code == 206
+        assert ranged.content == b"there"
+        head = client.head(data["url"])
+        assert head.headers["content-length"] == "8"
+        assert head.content == b""
+        page = client.get("/")
+        assert "hi.txt" in page.text
+
+
+@pytest.fixture(scope="module")
+def big_file(server: Server) -> dict[str, Any]:
+    """A 200 MiB upload, streamed from a generator (never held in the test's memory)."""
+    size = 200 * MiB
+    source = GeneratedFile(size)
+    baseline = server.rss_peak()
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        response = client.post(
+            "/files", files={"file": ("big.bin", source, "application/octet-stream")}
+        )
+    assert response.status_code == 201, response.text
+    data = response.json()
+    assert data["size"] == size
+    return {
+        "url": data["url"],
+        "id": data["id"],
+        "size": size,
+        "sha256": source.digest.hexdigest(),
+        "baseline": baseline,
+        "after_upload": server.rss_peak(),
+    }
+
+
+def test_large_file_streams_with_bounded_server_memory(
+    server: Server, big_file: dict[str, Any]
+) -> None:
+    digest = hashlib.sha256()
+    received = 0
+    with (
+        httpx.Client(timeout=120) as client,
+        client.stream("GET", big_file["url"]) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-length"] == str(big_file["size"])
+        for chunk in response.iter_bytes():
+            digest.update(chunk)
+            received += len(chunk)
+    assert received == big_file["size"]
+    assert digest.hexdigest() == big_file["sha256"]
+    peak = server.rss_peak()
+    growth = peak - big_file["baseline"]
+    print(
+        f"\nserver RSS peak: baseline {big_file['baseline'] / MiB:.1f} MiB, "
+        f"after 200 MiB upload {big_file['after_upload'] / MiB:.1f} MiB, "
+        f"after 200 MiB download {peak / MiB:.1f} MiB (growth {growth / MiB:.1f} MiB)"
+    )
+    # Flat memory: far below the file size (chunks are 1 MiB; the upload spools to disk).
+    assert growth < 64 * MiB
+
+
+def test_client_disconnect_mid_download_releases_the_file(
+    server: Server, big_file: dict[str, Any]
+) -> None:
+    content = str(server.root / big_file["id"] / "file")
+    with httpx.Client(timeout=30) as client, client.stream("GET", big_file["url"]) as response:
+        assert response.status_code == 200
+        stream = response.iter_bytes()
+        read = 0
+        while read < 3 * MiB:
+            read += len(next(stream))
+        assert content in server.open_paths()  # the server is streaming it now
+    # The response was closed with most of the 200 MiB unread: the server must let go.
+    deadline = time.monotonic() + 10
+    while content in server.open_paths():
+        assert time.monotonic() < deadline, "the server kept the file open after the client left"
+        time.sleep(0.05)
+    # And it keeps serving.
+    assert httpx.get(server.url + "/files", timeout=10).status_code == 200
