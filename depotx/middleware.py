@@ -20,7 +20,12 @@ from urllib.parse import quote
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import _http
-from ._exceptions import InvalidFileIdError, StorageNotFoundError, StoredFileNotFoundError
+from ._exceptions import (
+    ConfigurationError,
+    InvalidFileIdError,
+    StorageNotFoundError,
+    StoredFileNotFoundError,
+)
 from ._exceptions import StoredFileChangedError as _Changed
 from ._files import DEFAULT_CHUNK_SIZE, StoredFile
 from ._ids import is_valid_file_id
@@ -133,9 +138,9 @@ class DepotMiddleware:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> None:
         if cache_max_age < 0:
-            raise ValueError("cache_max_age must be >= 0")
+            raise ConfigurationError("cache_max_age must be >= 0")
         if chunk_size <= 0:
-            raise ValueError("chunk_size must be positive")
+            raise ConfigurationError("chunk_size must be positive")
         manager.set_mountpoint(mountpoint)
         self.app = app
         self.manager = manager

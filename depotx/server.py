@@ -27,7 +27,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._exceptions import MissingDependencyError, StoredFileNotFoundError
+from ._exceptions import ConfigurationError, MissingDependencyError, StoredFileNotFoundError
 from ._manager import DEFAULT_MOUNTPOINT, StorageManager
 from .middleware import DepotMiddleware
 
@@ -165,7 +165,7 @@ def create_app(
     """
     _check_multipart()
     if max_upload_size is not None and max_upload_size < 0:
-        raise ValueError("max_upload_size must be >= 0")
+        raise ConfigurationError("max_upload_size must be >= 0")
     manager.set_mountpoint(mountpoint)
     storage_name = manager.get_default()  # fail now, not on the first request
 
