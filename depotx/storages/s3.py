@@ -1,0 +1,915 @@
+"""Amazon S3 and S3-compatible services (MinIO, Ceph, R2, Wasabi), through aioboto3.
+
+The object layout is filedepot's boto3 storage: the key is ``prefix + file_id``,
+the content type is the object's ``Content-Type``, and the user metadata holds
+``x-depot-filename`` (URL-quoted) and ``x-depot-modified`` (naive UTC,
+``%Y-%m-%d %H:%M:%S``). An existing filedepot bucket is therefore served as is,
+and filedepot reads what depotx writes. What only depotx needs rides along as
+extra user metadata: ``x-depotx-checksum`` (sha256 of single-part uploads) and
+``x-depotx-metadata`` (the custom metadata, as ASCII JSON).
+
+Opening a file is a ``HeadObject`` only, so a ``HEAD`` request or a conditional
+``GET`` answered with 304 never touches the content. Reads are one ranged
+``GetObject`` each, pinned to the version seen by the head: by ``VersionId``
+when the bucket is versioned, else by ``If-Match`` on the ETag, in which case a
+replace in between makes the read fail with :class:`~depotx.StoredFileChangedError`
+before a single byte of the other version is yielded (the middleware retries).
+
+Uploads stream: content that fits in one part is one ``PutObject``; larger
+content becomes a multipart upload whose parts are sent concurrently, with
+memory bounded by ``max_concurrency * part_size``. Any failure or cancellation
+aborts the multipart upload, so neither orphan parts nor half objects remain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import unicodedata
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any, Literal
+from urllib.parse import quote, unquote
+
+from .._content import DEFAULT_FILENAME, Upload
+from .._exceptions import (
+    BackendError,
+    ConfigurationError,
+    DepotError,
+    MissingDependencyError,
+    StoredFileChangedError,
+    StoredFileNotFoundError,
+    ValidationError,
+)
+from .._files import StoredFile
+from .._ids import is_valid_file_id, validate_file_id
+from .base import FileStorage, utcnow
+
+try:
+    import aioboto3
+    import aiohttp
+    import botocore.session
+    from botocore import UNSIGNED
+    from botocore.config import Config
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependencyError("s3", "aioboto3") from exc
+
+__all__ = ["S3Storage"]
+
+logger = logging.getLogger("depotx.s3")
+
+KiB = 1024
+MiB = 1024 * KiB
+
+#: S3 refuses parts below 5 MiB (except the last one) and above 5 GiB.
+MIN_PART_SIZE = 5 * MiB
+MAX_PART_SIZE = 5 * 1024 * MiB
+DEFAULT_PART_SIZE = 8 * MiB
+MAX_PARTS = 10_000
+#: S3's limit on user metadata: keys plus values, UTF-8 bytes, all headers together.
+METADATA_LIMIT = 2 * KiB
+#: SigV4 presigned URLs live at most seven days.
+MAX_PRESIGNED_EXPIRES = 7 * 24 * 3600
+
+FILENAME_KEY = "x-depot-filename"
+MODIFIED_KEY = "x-depot-modified"
+CHECKSUM_KEY = "x-depotx-checksum"
+METADATA_KEY = "x-depotx-metadata"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# filedepot's quoting of the filename metadata; keeping it means filedepot's
+# ``unquote`` gives back the same name.
+_FILENAME_SAFE = "!#$&+-.^_`|~"
+
+CANNED_ACLS = frozenset(
+    {
+        "private",
+        "public-read",
+        "public-read-write",
+        "authenticated-read",
+        "aws-exec-read",
+        "bucket-owner-read",
+        "bucket-owner-full-control",
+    }
+)
+# ACLs that grant read to anyone: objects are then readable at their plain URL.
+_PUBLIC_ACLS = frozenset({"public-read", "public-read-write"})
+# Creating a bucket for these needs ACLs enabled on it (new AWS buckets disable them).
+_OWNER_ONLY_ACLS = frozenset({"private", "bucket-owner-full-control"})
+
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchVersion"})
+_CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "InvalidSecurity",
+    }
+)
+_ACCESS_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "403", "Forbidden"})
+_BUSY_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def _is_not_found(exc: ClientError) -> bool:
+    return _error_code(exc) in _NOT_FOUND_CODES or _status(exc) == 404
+
+
+def _content_disposition(filename: str) -> str:
+    """``inline`` with an ASCII fallback and the RFC 6266 UTF-8 form, encoded once.
+
+    S3 serves it as is on public and presigned URLs. filedepot quotes the name
+    before its helper quotes it again, so browsers show its files as ``caf%C3%A9.txt``.
+    """
+    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
+    ascii_name = "".join(
+        char for char in ascii_name if 0x20 <= ord(char) < 0x7F and char not in '"\\'
+    )
+    encoded = quote(filename, safe=_FILENAME_SAFE, encoding="utf-8")
+    return f"inline; filename=\"{ascii_name or 'file'}\"; filename*=utf-8''{encoded}"
+
+
+def _metadata_size(metadata: Mapping[str, str]) -> int:
+    return sum(len(key.encode()) + len(value.encode()) for key, value in metadata.items())
+
+
+def _as_bool_or_path(value: bool | str | None) -> bool | str | None:
+    """``verify`` takes a bool or a CA bundle path; strings from ``.ini`` files may mean a bool."""
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        if lowered in {"", "none", "null"}:
+            return None
+    return value
+
+
+class _PartReader:
+    """Cut a chunk stream into parts of ``size`` bytes (the last one may be shorter)."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], size: int, digest: Any | None) -> None:
+        self._chunks = chunks
+        self._size = size
+        self.digest = digest
+        self._pending = bytearray()
+        self.exhausted = False
+
+    async def read(self) -> bytes:
+        while not self.exhausted and len(self._pending) < self._size:
+            chunk = await anext(self._chunks, None)
+            if chunk is None:
+                self.exhausted = True
+                break
+            if self.digest is not None:
+                self.digest.update(chunk)
+            self._pending += chunk
+        part = bytes(self._pending[: self._size])
+        del self._pending[: self._size]
+        return part
+
+    @property
+    def done(self) -> bool:
+        return self.exhausted and not self._pending
+
+
+class S3StoredFile(StoredFile):
+    """A file in S3: metadata from the head, content read by ranged, pinned ``GetObject``."""
+
+    def __init__(
+        self,
+        file_id: str,
+        *,
+        backend: S3Storage,
+        key: str,
+        etag: str,
+        version_id: str | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(file_id, storage=backend, **kwargs)
+        self._backend = backend
+        self._key = key
+        self._etag = etag
+        self._version_id = version_id
+
+    async def _iter_range(self, start: int, end: int, chunk_size: int) -> AsyncIterator[bytes]:
+        if start >= end:
+            return
+        backend = self._backend
+        params: dict[str, Any] = {
+            "Bucket": backend.bucket,
+            "Key": self._key,
+            "Range": f"bytes={start}-{end - 1}",
+        }
+        if self._version_id:
+            params["VersionId"] = self._version_id
+        else:
+            params["IfMatch"] = self._etag
+        with backend._errors("read", self.file_id):
+            client = await backend._client()
+            try:
+                response = await client.get_object(**params)
+            except ClientError as exc:
+                if _error_code(exc) == "PreconditionFailed" or _status(exc) == 412:
+                    raise StoredFileChangedError(self.file_id, backend.name) from exc
+                if _is_not_found(exc):
+                    raise StoredFileNotFoundError(self.file_id, backend.name) from exc
+                raise
+            body = response["Body"]
+            expected = end - start
+            received = 0
+            try:
+                buffer = bytearray()
+                while True:
+                    data = await body.read(chunk_size - len(buffer))
+                    if not data:
+                        break
+                    received += len(data)
+                    if received > expected:
+                        raise BackendError(
+                            f"{backend._label()}: read {self.file_id!r}: the service sent more "
+                            f"than the {expected} bytes asked for"
+                        )
+                    buffer += data
+                    if len(buffer) >= chunk_size:
+                        yield bytes(buffer)
+                        buffer.clear()
+                if buffer:
+                    yield bytes(buffer)
+                if received != expected:
+                    raise BackendError(
+                        f"{backend._label()}: read {self.file_id!r}: got {received} of "
+                        f"{expected} bytes"
+                    )
+            finally:
+                # Fully read: the connection goes back to the pool; else it is closed.
+                body.release()
+
+
+class S3Storage(FileStorage):
+    """Files in an S3 bucket, laid out as filedepot's ``depot.io.boto3.S3Storage``.
+
+    Nothing touches the network until first use: the aioboto3 session and its
+    client are opened lazily, kept for the storage's lifetime and closed by
+    :meth:`aclose`. Credentials not given as options come from the standard AWS
+    chain (environment, shared files, instance or container roles).
+    """
+
+    def __init__(
+        self,
+        *,
+        bucket: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        prefix: str = "",
+        policy: str | None = "private",
+        storage_class: str | None = None,
+        session_token: str | None = None,
+        profile_name: str | None = None,
+        verify: bool | str | None = None,
+        use_ssl: bool = True,
+        config: dict[str, Any] | None = None,
+        public_url_mode: Literal["none", "public", "presigned"] = "none",
+        presigned_expires: int = 3600,
+        custom_domain: str | None = None,
+        addressing_style: Literal["auto", "path", "virtual"] | None = None,
+        create_bucket: bool = False,
+        part_size: int = DEFAULT_PART_SIZE,
+        max_concurrency: int = 4,
+        server_side_encryption: str | None = None,
+        host: str | None = None,
+        encrypt_key: bool = False,
+    ) -> None:
+        if host:  # filedepot's boto2 storage (depot.io.awss3) names the endpoint by host
+            if endpoint_url:
+                raise ConfigurationError("give endpoint_url or host (filedepot's name), not both")
+            endpoint_url = host if "://" in host else f"{'https' if use_ssl else 'http'}://{host}"
+        if not bucket:
+            if not access_key_id:
+                raise ConfigurationError("the s3 backend needs a bucket (depot.bucket)")
+            bucket = f"filedepot-{access_key_id.lower()}"  # filedepot's default bucket name
+        if bool(access_key_id) != bool(secret_access_key):
+            raise ConfigurationError(
+                "give both access_key_id and secret_access_key, or neither to use the "
+                "standard AWS credential chain"
+            )
+        if policy is not None and policy.strip().lower() in {"", "none"}:
+            policy = None
+        if policy is not None and policy not in CANNED_ACLS:
+            raise ConfigurationError(
+                f"unknown policy {policy!r}: use a canned ACL ({', '.join(sorted(CANNED_ACLS))}) "
+                "or none to send no ACL (buckets with ACLs disabled)"
+            )
+        if public_url_mode not in ("none", "public", "presigned"):
+            raise ConfigurationError(
+                f"public_url_mode must be none, public or presigned, not {public_url_mode!r}"
+            )
+        if (
+            public_url_mode == "public"
+            and not custom_domain
+            and policy is not None
+            and policy not in _PUBLIC_ACLS
+        ):
+            raise ConfigurationError(
+                f"public_url_mode = public with policy = {policy} would link to URLs that "
+                "answer 403: set policy = public-read, or policy = none if a bucket policy "
+                "makes objects public, or custom_domain for a CDN in front of the bucket, "
+                "or use public_url_mode = presigned"
+            )
+        if custom_domain and public_url_mode != "public":
+            raise ConfigurationError(
+                "custom_domain is used by public_url_mode = public only (a presigned URL is "
+                "signed for the bucket's own host)"
+            )
+        if not 1 <= presigned_expires <= MAX_PRESIGNED_EXPIRES:
+            raise ConfigurationError(
+                f"presigned_expires must be between 1 and {MAX_PRESIGNED_EXPIRES} seconds"
+            )
+        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+            raise ConfigurationError(
+                f"part_size must be between {MIN_PART_SIZE} (5 MiB) and {MAX_PART_SIZE} (5 GiB)"
+            )
+        if max_concurrency < 1:
+            raise ConfigurationError("max_concurrency must be at least 1")
+        if addressing_style not in (None, "auto", "path", "virtual"):
+            raise ConfigurationError(
+                f"addressing_style must be auto, path or virtual, not {addressing_style!r}"
+            )
+        if encrypt_key and not server_side_encryption:
+            server_side_encryption = "AES256"  # what filedepot's encrypt_key meant
+
+        self.bucket = bucket
+        self.prefix = prefix or ""
+        self.policy = policy
+        self.storage_class = storage_class
+        self.server_side_encryption = server_side_encryption
+        self.public_url_mode = public_url_mode
+        self.presigned_expires = presigned_expires
+        self.custom_domain = custom_domain.rstrip("/") if custom_domain else None
+        self.create_bucket = create_bucket
+        self.part_size = part_size
+        self.max_concurrency = max_concurrency
+        self._region_name = region_name
+        self._credentials: dict[str, str] = {}
+        if access_key_id and secret_access_key:
+            self._credentials = {
+                "aws_access_key_id": access_key_id,
+                "aws_secret_access_key": secret_access_key,
+            }
+            if session_token:
+                self._credentials["aws_session_token"] = session_token
+        self._profile_name = profile_name
+        self._config_kwargs = self._merge_config(config, addressing_style, max_concurrency)
+        try:
+            self._config = Config(**self._config_kwargs)
+        except TypeError as exc:
+            raise ConfigurationError(f"invalid botocore config option: {exc}") from exc
+        self._client_kwargs: dict[str, Any] = {"config": self._config, "use_ssl": use_ssl}
+        if endpoint_url:
+            self._client_kwargs["endpoint_url"] = endpoint_url
+        verify = _as_bool_or_path(verify)
+        if verify is not None:
+            self._client_kwargs["verify"] = verify
+
+        self._session: Any = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._s3: Any = None
+        self._lock = asyncio.Lock()
+        self._bucket_checked = False
+        self._signer: Any = None
+        self._plain: Any = None
+
+    @staticmethod
+    def _merge_config(
+        user: Mapping[str, Any] | None, addressing_style: str | None, concurrency: int
+    ) -> dict[str, Any]:
+        """Our defaults under the user's ``config``; nested ``retries``/``s3`` merge key by key."""
+        merged: dict[str, Any] = {
+            "retries": {"mode": "standard"},
+            "max_pool_connections": max(10, 2 * concurrency),
+        }
+        if addressing_style:
+            merged["s3"] = {"addressing_style": addressing_style}
+        if user is not None and not isinstance(user, Mapping):
+            raise ConfigurationError("config must be a mapping of botocore Config options")
+        for key, value in (user or {}).items():
+            if key in ("retries", "s3") and isinstance(value, Mapping):
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = value
+        return merged
+
+    # -- the client ---------------------------------------------------------------
+
+    def _label(self) -> str:
+        return self.name or f"s3 bucket {self.bucket!r}"
+
+    async def _client(self) -> Any:
+        """The long-lived aiobotocore client, opened on first use."""
+        client = self._s3
+        if client is not None:
+            return client
+        async with self._lock:
+            if self._s3 is None:
+                self._s3 = await self._open()
+            return self._s3
+
+    async def _open(self) -> Any:
+        if self._session is None:
+            self._session = aioboto3.Session(
+                region_name=self._region_name,
+                profile_name=self._profile_name,
+                **self._credentials,
+            )
+        stack = contextlib.AsyncExitStack()
+        try:
+            client = await stack.enter_async_context(
+                self._session.client("s3", **self._client_kwargs)
+            )
+            if self.create_bucket:
+                await self._ensure_bucket(client)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return client
+
+    async def aclose(self) -> None:
+        """Close the client and its connection pool; the next call reopens it."""
+        stack, self._stack, self._s3 = self._stack, None, None
+        # A fresh lock, so the storage may be reused from another event loop.
+        self._lock = asyncio.Lock()
+        if stack is not None:
+            await stack.aclose()
+
+    async def _ensure_bucket(self, client: Any) -> None:
+        """Create the bucket when ``create_bucket`` is on and it does not exist yet."""
+        try:
+            await client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if not _is_not_found(exc):
+                raise
+        else:
+            self._bucket_checked = True
+            return
+        params: dict[str, Any] = {"Bucket": self.bucket}
+        region = self._region_name or client.meta.region_name
+        if region and region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        needs_acls = self.policy is not None and self.policy not in _OWNER_ONLY_ACLS
+        if needs_acls:
+            params["ObjectOwnership"] = "BucketOwnerPreferred"
+        try:
+            await client.create_bucket(**params)
+        except ClientError as exc:
+            if _error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                raise
+        if needs_acls and self.policy in _PUBLIC_ACLS:
+            # New AWS buckets block public ACLs; allow them as filedepot does, and
+            # keep public bucket policies blocked.
+            try:
+                await client.put_public_access_block(
+                    Bucket=self.bucket,
+                    PublicAccessBlockConfiguration={
+                        "BlockPublicAcls": False,
+                        "IgnorePublicAcls": False,
+                        "BlockPublicPolicy": True,
+                        "RestrictPublicBuckets": True,
+                    },
+                )
+            except ClientError as exc:
+                if _error_code(exc) not in {"NotImplemented", "MethodNotAllowed"}:
+                    raise
+                logger.info(
+                    "%s: the service has no public access block settings (%s); "
+                    "public-read objects rely on its own defaults",
+                    self._label(),
+                    _error_code(exc),
+                )
+        self._bucket_checked = True
+
+    async def _missing(self, client: Any, file_id: str) -> StoredFileNotFoundError:
+        """The not-found error for ``file_id``, once the bucket itself is known to exist.
+
+        A ``HeadObject`` in a missing bucket answers a bare 404, exactly as for a
+        missing key; one ``HeadBucket`` tells them apart, so a typo in the bucket
+        name says so instead of looking like a missing file.
+        """
+        if not self._bucket_checked:
+            try:
+                await client.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if _is_not_found(exc):
+                    raise self._bucket_missing() from exc
+                if _error_code(exc) not in _ACCESS_CODES:
+                    raise
+                # Credentials limited to objects may not head the bucket: no verdict,
+                # and no point asking again on every miss.
+            self._bucket_checked = True
+        return StoredFileNotFoundError(file_id, self.name)
+
+    def _bucket_missing(self) -> BackendError:
+        endpoint = self._client_kwargs.get("endpoint_url")
+        where = f" at {endpoint}" if endpoint else ""
+        return BackendError(
+            f"{self._label()}: bucket {self.bucket!r} does not exist{where}; "
+            "create it, or set depot.create_bucket = true"
+        )
+
+    @contextlib.contextmanager
+    def _errors(self, action: str, file_id: str | None) -> Iterator[None]:
+        """Map botocore and aiohttp failures onto the depotx error tree, cause chained."""
+        what = f" {file_id!r}" if file_id else ""
+        label = self._label()
+        try:
+            yield
+        except DepotError:
+            raise
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            raise ConfigurationError(
+                f"{label}: no usable AWS credentials ({exc}); set depot.access_key_id and "
+                "depot.secret_access_key, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a "
+                "profile or role"
+            ) from exc
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code == "NoSuchBucket":
+                raise self._bucket_missing() from exc
+            if code in _CREDENTIAL_CODES:
+                message = (
+                    f"the service rejected the credentials ({code}); check "
+                    "access_key_id, secret_access_key and region_name"
+                )
+            elif code in _ACCESS_CODES:
+                message = (
+                    f"access denied to bucket {self.bucket!r} ({code}); the credentials "
+                    "need s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket "
+                    "(and s3:PutObjectAcl for a policy other than private)"
+                )
+            elif code in _BUSY_CODES or _status(exc) >= 500:
+                message = f"the service is unavailable or throttling ({code}) after retries"
+            else:
+                message = f"{code or _status(exc)}: {exc}"
+            raise BackendError(f"{label}: {action}{what} failed: {message}") from exc
+        except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise BackendError(f"{label}: {action}{what} failed: {exc}") from exc
+
+    # -- keys and metadata ---------------------------------------------------------
+
+    def _key(self, file_id: str) -> str:
+        return self.prefix + file_id
+
+    def _object_metadata(self, upload: Upload) -> dict[str, str]:
+        metadata = {
+            FILENAME_KEY: quote(upload.filename, safe=_FILENAME_SAFE, encoding="utf-8"),
+            MODIFIED_KEY: utcnow().strftime(TIME_FORMAT),
+        }
+        if upload.metadata:
+            metadata[METADATA_KEY] = json.dumps(
+                upload.metadata, ensure_ascii=True, separators=(",", ":"), sort_keys=True
+            )
+        # The checksum is added once the content is read; count its room now, so
+        # a too-large upload is refused before any byte is sent.
+        size = _metadata_size(metadata) + len(CHECKSUM_KEY) + 64
+        if size > METADATA_LIMIT:
+            raise ValidationError(
+                "s3-metadata",
+                f"filename and metadata need {size} bytes of S3 user metadata; S3 allows "
+                f"{METADATA_LIMIT} bytes in all: shorten the filename or the metadata",
+            )
+        return metadata
+
+    def _put_params(self, key: str, upload: Upload) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ContentType": upload.content_type,
+            "ContentDisposition": _content_disposition(upload.filename),
+            "Metadata": self._object_metadata(upload),
+        }
+        if self.policy is not None:
+            params["ACL"] = self.policy
+        if self.storage_class:
+            params["StorageClass"] = self.storage_class
+        if self.server_side_encryption:
+            params["ServerSideEncryption"] = self.server_side_encryption
+        return params
+
+    def _stored_file(self, file_id: str, head: Mapping[str, Any]) -> S3StoredFile:
+        meta = {str(k).lower(): str(v) for k, v in (head.get("Metadata") or {}).items()}
+        filename = unquote(meta[FILENAME_KEY]) if meta.get(FILENAME_KEY) else DEFAULT_FILENAME
+        etag = str(head.get("ETag", ""))
+        checksum = meta.get(CHECKSUM_KEY) or etag.strip('"')
+        last_modified: datetime | None = None
+        if meta.get(MODIFIED_KEY):
+            try:
+                last_modified = datetime.strptime(meta[MODIFIED_KEY], TIME_FORMAT).replace(
+                    tzinfo=timezone.utc
+                )
+            except ValueError:
+                logger.warning(
+                    "%s: %r has a malformed %s %r; using the object's LastModified",
+                    self._label(),
+                    file_id,
+                    MODIFIED_KEY,
+                    meta[MODIFIED_KEY],
+                )
+        if last_modified is None:
+            stamp = head.get("LastModified")
+            last_modified = (
+                stamp.astimezone(timezone.utc).replace(microsecond=0)
+                if isinstance(stamp, datetime)
+                else utcnow()
+            )
+        custom: dict[str, str] = {}
+        if meta.get(METADATA_KEY):
+            try:
+                parsed = json.loads(meta[METADATA_KEY])
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+            ):
+                custom = parsed
+            else:
+                logger.warning(
+                    "%s: %r has malformed %s metadata; ignoring it",
+                    self._label(),
+                    file_id,
+                    METADATA_KEY,
+                )
+        version_id = head.get("VersionId")
+        return S3StoredFile(
+            file_id,
+            backend=self,
+            key=self._key(file_id),
+            etag=etag,
+            version_id=str(version_id) if version_id and version_id != "null" else None,
+            filename=filename,
+            content_type=str(head.get("ContentType") or "application/octet-stream"),
+            content_length=int(head.get("ContentLength", 0)),
+            last_modified=last_modified,
+            checksum=checksum,
+            metadata=custom,
+            public_url=self.public_url(file_id),
+        )
+
+    # -- primitives ------------------------------------------------------------------
+
+    async def _get(self, file_id: str) -> StoredFile:
+        with self._errors("get", file_id):
+            client = await self._client()
+            try:
+                head = await client.head_object(Bucket=self.bucket, Key=self._key(file_id))
+            except ClientError as exc:
+                if _is_not_found(exc):
+                    raise await self._missing(client, file_id) from exc
+                raise
+            return self._stored_file(file_id, head)
+
+    async def _exists(self, file_id: str) -> bool:
+        with self._errors("exists", file_id):
+            client = await self._client()
+            try:
+                await client.head_object(Bucket=self.bucket, Key=self._key(file_id))
+            except ClientError as exc:
+                if _is_not_found(exc):
+                    await self._missing(client, file_id)
+                    return False
+                raise
+            return True
+
+    async def _delete(self, file_id: str) -> None:
+        with self._errors("delete", file_id):
+            client = await self._client()
+            await client.delete_object(Bucket=self.bucket, Key=self._key(file_id))
+
+    async def _list(self) -> AsyncIterator[str]:
+        with self._errors("list", None):
+            client = await self._client()
+            paginator = client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for item in page.get("Contents", ()):
+                    file_id = str(item["Key"])[len(self.prefix) :]
+                    if is_valid_file_id(file_id):
+                        yield file_id
+
+    async def _store(self, file_id: str, upload: Upload, *, replace: bool) -> None:
+        action = "replace" if replace else "create"
+        with self._errors(action, file_id):
+            params = self._put_params(self._key(file_id), upload)
+            client = await self._client()
+            digest = hashlib.sha256()
+            reader = _PartReader(upload.chunks, self.part_size, digest)
+            first = await reader.read()
+            if reader.done:
+                # One part: one PutObject, atomic, and the sha256 is known before it is sent.
+                params["Metadata"][CHECKSUM_KEY] = digest.hexdigest()
+                await client.put_object(Body=first, **params)
+                return
+            await self._multipart(client, params, first, reader)
+
+    async def _multipart(
+        self, client: Any, params: dict[str, Any], first: bytes, reader: _PartReader
+    ) -> None:
+        """Upload in parts, ``max_concurrency`` at a time; abort on any failure.
+
+        Each part holds a slot of the semaphore from before it is read until it is
+        sent, so memory stays under ``max_concurrency * part_size`` however fast
+        the source is. The object appears only with ``CompleteMultipartUpload``.
+        """
+        # The object's checksum will be its multipart ETag: no need to hash the rest.
+        reader.digest = None
+        created = await client.create_multipart_upload(**params)
+        upload_id = created["UploadId"]
+        target = {"Bucket": params["Bucket"], "Key": params["Key"]}
+        slots = asyncio.Semaphore(self.max_concurrency)
+        tasks: list[asyncio.Task[dict[str, Any]]] = []
+
+        async def send(number: int, data: bytes) -> dict[str, Any]:
+            try:
+                response = await client.upload_part(
+                    UploadId=upload_id, PartNumber=number, Body=data, **target
+                )
+            finally:
+                slots.release()
+            part = {"ETag": response["ETag"], "PartNumber": number}
+            # With botocore's default request checksums, Complete must repeat them.
+            part.update({k: v for k, v in response.items() if k.startswith("Checksum")})
+            return part
+
+        def check_failures() -> None:
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    task.result()  # re-raises the part's error
+
+        try:
+            await slots.acquire()
+            tasks.append(asyncio.ensure_future(send(1, first)))
+            while not reader.done:
+                await slots.acquire()
+                check_failures()
+                data = await reader.read()
+                if not data:  # the content ended exactly on a part boundary
+                    slots.release()
+                    break
+                if len(tasks) >= MAX_PARTS:
+                    slots.release()
+                    raise ValidationError(
+                        "s3-size",
+                        f"content exceeds {MAX_PARTS} parts of {self.part_size} bytes; "
+                        "raise depot.part_size",
+                    )
+                tasks.append(asyncio.ensure_future(send(len(tasks) + 1, data)))
+            parts = await asyncio.gather(*tasks)
+            await client.complete_multipart_upload(
+                UploadId=upload_id, MultipartUpload={"Parts": parts}, **target
+            )
+        except BaseException:
+            # Shielded: a second cancellation must not skip the abort, or the parts
+            # would stay (and be billed) until a lifecycle rule removes them.
+            await asyncio.shield(self._abort(client, target, upload_id, tasks))
+            raise
+
+    async def _abort(
+        self,
+        client: Any,
+        target: Mapping[str, str],
+        upload_id: str,
+        tasks: list[asyncio.Task[dict[str, Any]]],
+    ) -> None:
+        for task in tasks:
+            task.cancel()
+        # Wait for in-flight parts first: a part finishing after the abort could linger.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await client.abort_multipart_upload(UploadId=upload_id, **target)
+        except (ClientError, BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError):
+            # The upload's own error is the one to raise; this one is logged, with the
+            # id a lifecycle rule or a manual abort needs.
+            logger.exception(
+                "%s: could not abort multipart upload %s of %r",
+                self._label(),
+                upload_id,
+                target["Key"],
+            )
+
+    # -- URLs --------------------------------------------------------------------------
+
+    def public_url(self, file_id: str) -> str | None:
+        """The URL per ``public_url_mode``; computed locally, without network I/O.
+
+        ``public``: the custom domain's URL, else the bucket's own URL (objects are
+        readable there only with a public ACL or bucket policy). ``presigned``: a
+        SigV4 URL valid ``presigned_expires`` seconds, signed with local credentials.
+        """
+        file_id = validate_file_id(file_id)
+        if self.public_url_mode == "none":
+            return None
+        key = self._key(file_id)
+        if self.public_url_mode == "public":
+            if self.custom_domain:
+                base = self.custom_domain
+                if "://" not in base:
+                    base = f"https://{base}"
+                return f"{base}/{quote(key, safe='/~')}"
+            url = self._plain_client().generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}
+            )
+            return str(url).split("?", 1)[0]
+        url = self._signing_client().generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=self.presigned_expires,
+        )
+        return str(url)
+
+    def _botocore_client(self, config: Config, credentials: Mapping[str, str]) -> Any:
+        session = botocore.session.Session(profile=self._profile_name)
+        kwargs = {k: v for k, v in self._client_kwargs.items() if k != "config"}
+        return session.create_client(
+            "s3",
+            region_name=self._region_name,
+            config=self._config.merge(config),
+            **kwargs,
+            **credentials,
+        )
+
+    def _plain_client(self) -> Any:
+        """A botocore client that signs nothing: it only builds plain object URLs."""
+        if self._plain is None:
+            self._plain = self._botocore_client(Config(signature_version=UNSIGNED), {})
+        return self._plain
+
+    def _signing_client(self) -> Any:
+        """A synchronous botocore client used only to presign; it never sends a request.
+
+        Credentials come from the options, else from the environment or the shared
+        files. Instance and container roles are left out: fetching them is network
+        I/O, which ``public_url`` must not do.
+        """
+        if self._signer is not None:
+            return self._signer
+        credentials = dict(self._credentials)
+        if not credentials:
+            session = botocore.session.Session(profile=self._profile_name)
+            resolver = session.get_component("credential_provider")
+            for method in ("iam-role", "container-role"):
+                resolver.remove(method)
+            found = session.get_credentials()
+            if found is None:
+                raise ConfigurationError(
+                    f"{self._label()}: public_url_mode = presigned needs credentials from "
+                    "depot.access_key_id/secret_access_key, the environment or the shared "
+                    "AWS files (instance roles are not read: that would be network I/O)"
+                )
+            frozen = found.get_frozen_credentials()
+            credentials = {
+                "aws_access_key_id": frozen.access_key,
+                "aws_secret_access_key": frozen.secret_key,
+            }
+            if frozen.token:
+                credentials["aws_session_token"] = frozen.token
+        signature = self._config_kwargs.get("signature_version") or "s3v4"
+        self._signer = self._botocore_client(Config(signature_version=signature), credentials)
+        return self._signer
+
+    def __repr__(self) -> str:
+        name = f" {self.name!r}" if self.name else ""
+        return f"<{type(self).__name__}{name} bucket={self.bucket!r} prefix={self.prefix!r}>"
