@@ -12,9 +12,12 @@ wrapped app untouched.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import NamedTuple
 from urllib.parse import quote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -52,6 +55,7 @@ _WANTED = frozenset(
 )
 
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
+_ACCEPT_RANGES = (b"accept-ranges", b"bytes")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 _ALLOW = (b"allow", b"GET, HEAD")
 _ERRORS: dict[int, bytes] = {
@@ -67,6 +71,36 @@ _ERRORS: dict[int, bytes] = {
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 Headers = list[tuple[bytes, bytes]]
+
+#: How many files' response headers each middleware keeps ready (a few MiB at most).
+HEADER_CACHE_SIZE = 4096
+
+
+class _FileHeaders(NamedTuple):
+    """The headers that depend on the file alone, encoded once per version."""
+
+    etag: str
+    etag_header: bytes
+    last_modified: bytes
+    content_type: str
+    content_type_header: bytes
+    disposition: bytes
+
+
+def _file_headers(
+    checksum: str, last_modified: datetime, filename: str, content_type: str, inline_active: bool
+) -> _FileHeaders:
+    etag = _http.make_etag(checksum)
+    header_type = _http.header_content_type(content_type)
+    attachment = not inline_active and _http.is_active_content(header_type)
+    return _FileHeaders(
+        etag=etag,
+        etag_header=etag.encode(),
+        last_modified=_http.format_http_date(last_modified).encode(),
+        content_type=header_type,
+        content_type_header=header_type.encode(),
+        disposition=_http.content_disposition(filename, attachment=attachment).encode(),
+    )
 
 
 def _failure_status(exc: BaseException) -> int:
@@ -150,6 +184,10 @@ class DepotMiddleware:
         self.redirect_to_public_url = redirect_to_public_url
         self.chunk_size = chunk_size
         self._prefix = self.mountpoint + "/"
+        # Per instance, not module-wide: the cache lives and dies with the app.
+        # Keyed on everything the headers derive from, so a new version (new
+        # checksum, name or date) simply misses.
+        self._headers_for = functools.lru_cache(maxsize=HEADER_CACHE_SIZE)(_file_headers)
         visibility = "public" if cache_public else "private"
         self._cache_control = (b"cache-control", f"{visibility}, max-age={cache_max_age}".encode())
 
@@ -256,21 +294,29 @@ class DepotMiddleware:
         head: bool,
     ) -> bool:
         """Answer from ``stored``; ``False`` if it changed before its first byte (retry)."""
-        etag = _http.make_etag(stored.checksum)
-        last_modified = _http.format_http_date(stored.last_modified)
+        file_headers = self._headers_for(
+            stored.checksum,
+            stored.last_modified,
+            stored.filename,
+            stored.content_type,
+            storage.inline_active_content is True,
+        )
+        etag = file_headers.etag
         validators: Headers = [
-            (b"etag", etag.encode()),
-            (b"last-modified", last_modified.encode()),
+            (b"etag", file_headers.etag_header),
+            (b"last-modified", file_headers.last_modified),
             self._cache_control,
         ]
-        outcome = _http.evaluate_preconditions(
-            etag=etag,
-            last_modified=stored.last_modified,
-            if_match=_text(request, _IF_MATCH),
-            if_none_match=_text(request, _IF_NONE_MATCH),
-            if_modified_since=_text(request, _IF_MODIFIED_SINCE),
-            if_unmodified_since=_text(request, _IF_UNMODIFIED_SINCE),
-        )
+        outcome = None
+        if request:  # most requests carry no conditional or range header at all
+            outcome = _http.evaluate_preconditions(
+                etag=etag,
+                last_modified=stored.last_modified,
+                if_match=_text(request, _IF_MATCH),
+                if_none_match=_text(request, _IF_NONE_MATCH),
+                if_modified_since=_text(request, _IF_MODIFIED_SINCE),
+                if_unmodified_since=_text(request, _IF_UNMODIFIED_SINCE),
+            )
         if outcome == _http.NOT_MODIFIED:
             # RFC 9110 §15.4.5: the validators and caching headers, no content headers.
             await send({"type": "http.response.start", "status": 304, "headers": validators})
@@ -281,22 +327,14 @@ class DepotMiddleware:
             return True
 
         length = stored.content_length
-        content_type = _http.header_content_type(stored.content_type)
-        attachment = storage.inline_active_content is not True and _http.is_active_content(
-            content_type
-        )
+        content_type = file_headers.content_type
         headers = validators
-        headers.append((b"accept-ranges", b"bytes"))
+        headers.append(_ACCEPT_RANGES)
         headers.append(_NOSNIFF)
-        headers.append(
-            (
-                b"content-disposition",
-                _http.content_disposition(stored.filename, attachment=attachment).encode(),
-            )
-        )
+        headers.append((b"content-disposition", file_headers.disposition))
 
         ranges: tuple[tuple[int, int], ...] | None = None
-        range_value = _text(request, _RANGE)
+        range_value = _text(request, _RANGE) if request else None
         if range_value is not None and not head:  # RFC 9110 §14.2: Range applies to GET only
             if_range = _text(request, _IF_RANGE)
             if if_range is None or _http.if_range_matches(
@@ -312,13 +350,13 @@ class DepotMiddleware:
         if ranges is None:
             status = 200
             segments: tuple[tuple[int, int], ...] = ((0, length),)
-            headers.append((b"content-type", content_type.encode()))
+            headers.append((b"content-type", file_headers.content_type_header))
             headers.append((b"content-length", str(length).encode()))
         elif len(ranges) == 1:
             status = 206
             segments = ranges
             start, end = ranges[0]
-            headers.append((b"content-type", content_type.encode()))
+            headers.append((b"content-type", file_headers.content_type_header))
             headers.append((b"content-range", f"bytes {start}-{end - 1}/{length}".encode()))
             headers.append((b"content-length", str(end - start).encode()))
         else:

@@ -191,3 +191,112 @@ async def test_disk_errors_are_wrapped_with_the_cause(tmp_path: Path) -> None:
 async def test_storage_path_option_accepts_pathlike(tmp_path: Path) -> None:
     storage = LocalFileStorage(tmp_path)
     assert storage.storage_path == str(tmp_path)
+
+
+# -- the small-file cache ------------------------------------------------------------
+
+
+def _count_opens(storage: LocalFileStorage, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    opened: list[str] = []
+    original = storage._open
+
+    def counting(file_id: str) -> object:
+        opened.append(file_id)
+        return original(file_id)
+
+    monkeypatch.setattr(storage, "_open", counting)
+    return opened
+
+
+async def _read(storage: LocalFileStorage, file_id: str) -> tuple[str, bytes]:
+    async with await storage.get(file_id) as stored:
+        return stored.filename, await stored.read()
+
+
+async def test_small_files_are_served_from_memory_after_a_whole_read(
+    storage: LocalFileStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file_id = await storage.create(b"tiny avatar", "a.png", "image/png")
+    opened = _count_opens(storage, monkeypatch)
+    assert await _read(storage, file_id) == ("a.png", b"tiny avatar")
+    assert await _read(storage, file_id) == ("a.png", b"tiny avatar")
+    async with await storage.get(file_id) as stored:
+        assert (stored.content_type, stored.content_length) == ("image/png", 11)
+    assert opened == [file_id], "only the first get touches the disk"
+
+
+async def test_metadata_only_access_does_not_fill_the_cache(
+    storage: LocalFileStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A HEAD request reads no content, so it caches none."""
+    file_id = await storage.create(b"x" * 100)
+    opened = _count_opens(storage, monkeypatch)
+    for _ in range(2):
+        async with await storage.get(file_id) as stored:
+            assert stored.content_length == 100
+    assert opened == [file_id, file_id]
+
+
+async def test_large_files_are_not_cached(
+    storage: LocalFileStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file_id = await storage.create(os.urandom(64 * 1024 + 1))
+    opened = _count_opens(storage, monkeypatch)
+    await _read(storage, file_id)
+    await _read(storage, file_id)
+    assert len(opened) == 2
+
+
+async def test_cache_sees_a_replace_by_another_process(store_path: Path) -> None:
+    reader = LocalFileStorage(store_path)
+    writer = LocalFileStorage(store_path)  # another process, as far as the reader knows
+    file_id = await writer.create(b"version 1", "v1.txt")
+    assert await _read(reader, file_id) == ("v1.txt", b"version 1")
+    for n in range(2, 12):  # quick successive replaces, same size, same second
+        await writer.replace(file_id, f"version {n % 10}".encode(), f"v{n}.txt")
+        assert await _read(reader, file_id) == (f"v{n}.txt", f"version {n % 10}".encode())
+
+
+async def test_cache_sees_a_replace_by_filedepot(store_path: Path) -> None:
+    storage = LocalFileStorage(store_path)
+    file_id = await storage.create(b"depotx wrote this", "a.txt")
+    assert await _read(storage, file_id) == ("a.txt", b"depotx wrote this")
+    depot_local.LocalFileStorage(str(store_path)).replace(file_id, b"filedepot now", "b.txt")
+    assert await _read(storage, file_id) == ("b.txt", b"filedepot now")
+
+
+async def test_cache_sees_a_delete_by_another_process(store_path: Path) -> None:
+    reader = LocalFileStorage(store_path)
+    file_id = await reader.create(b"short-lived")
+    await _read(reader, file_id)
+    await LocalFileStorage(store_path).delete(file_id)
+    with pytest.raises(StoredFileNotFoundError):
+        await reader.get(file_id)
+
+
+async def test_cache_is_bounded(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = LocalFileStorage(store_path, cache_size=2, cache_max_bytes=1000)
+    ids = [await storage.create(bytes([n]) * 400) for n in range(3)]
+    for file_id in ids:
+        await _read(storage, file_id)
+    opened = _count_opens(storage, monkeypatch)
+    await _read(storage, ids[2])  # newest: cached
+    await _read(storage, ids[0])  # evicted (entries and bytes both over the bound)
+    assert opened == [ids[0]]
+
+
+async def test_cache_can_be_turned_off(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = LocalFileStorage(store_path, cache_size=0)
+    file_id = await storage.create(b"x")
+    opened = _count_opens(storage, monkeypatch)
+    await _read(storage, file_id)
+    await _read(storage, file_id)
+    assert opened == [file_id, file_id]
+
+
+def test_cache_options_from_config() -> None:
+    manager = StorageManager()
+    config = {"depot.storage_path": "/tmp/x", "depot.cache_size": "0", "depot.cache_max_bytes": "9"}
+    storage = manager.configure("s", config)
+    assert isinstance(storage, LocalFileStorage)
+    assert (storage._cache.max_entries, storage._cache.max_bytes) == (0, 9)

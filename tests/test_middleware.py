@@ -732,3 +732,25 @@ async def test_client_disconnect_mid_download_releases_the_stream(
     assert tracked.chunks_read <= 5
     # The response was never completed: every body message promised more.
     assert all(m.get("more_body") for m in sent[1:])
+
+
+@pytest.mark.parametrize("storage_name", ["files", "disk"])
+async def test_a_replaced_file_is_served_with_its_new_headers(
+    setup: dict[str, Any], client: httpx.AsyncClient, storage_name: str
+) -> None:
+    """Headers are prepared once per version: a replace must never serve the old ones."""
+    manager: StorageManager = setup["manager"]
+    file_id = setup["ids"][storage_name]
+    url = f"/depot/{storage_name}/{file_id}"
+    first = await client.get(url)
+    assert first.content == CONTENT
+    await manager.get(storage_name).replace(file_id, b"<svg></svg>", "new.svg", "image/svg+xml")
+    second = await client.get(url)
+    assert second.content == b"<svg></svg>"
+    assert second.headers["etag"] != first.headers["etag"]
+    assert second.headers["content-type"] == "image/svg+xml"
+    assert second.headers["content-length"] == "11"
+    assert second.headers["content-disposition"].startswith("attachment")
+    assert "new.svg" in second.headers["content-disposition"]
+    stale = await client.get(url, headers={"if-none-match": first.headers["etag"]})
+    assert stale.status_code == 200

@@ -24,7 +24,9 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
 
@@ -32,7 +34,7 @@ import aiofiles
 
 from .._content import Upload
 from .._exceptions import BackendError, StoredFileNotFoundError
-from .._files import StoredFile
+from .._files import BytesStoredFile, StoredFile
 from .._ids import is_valid_file_id
 from .base import FileStorage, utcnow
 
@@ -50,6 +52,60 @@ LOCK = ".lock"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Below this size hashing in the event loop is cheaper than a thread hop.
 _HASH_INLINE_LIMIT = 64 * 1024
+#: Files up to this size are kept in memory once read whole, so hot small files
+#: (avatars, thumbnails, icons) are served without a thread hop or a disk read.
+SMALL_FILE_LIMIT = 64 * 1024
+
+# What identifies one version of metadata.json: every replace renames a new file
+# over it, so its inode and change time change even within one clock tick.
+_Version = tuple[int, int, int, int]
+
+
+def _version(stat: os.stat_result) -> _Version:
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+
+
+@dataclass(frozen=True)
+class _Cached:
+    version: _Version
+    fields: dict[str, Any]
+    data: bytes
+
+
+class _SmallFileCache:
+    """An LRU of small files' metadata and content, bounded in entries and bytes.
+
+    Entries are only ever used after a ``stat`` of ``metadata.json`` shows the
+    version they were read from is still current, so a replace by this process,
+    another process or filedepot is never missed.
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, _Cached] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, file_id: str) -> _Cached | None:
+        entry = self._entries.get(file_id)
+        if entry is not None:
+            self._entries.move_to_end(file_id)
+        return entry
+
+    def put(self, file_id: str, entry: _Cached) -> None:
+        if self.max_entries <= 0 or len(entry.data) > self.max_bytes:
+            return
+        self.discard(file_id)
+        self._entries[file_id] = entry
+        self._bytes += len(entry.data)
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= len(evicted.data)
+
+    def discard(self, file_id: str) -> None:
+        entry = self._entries.pop(file_id, None)
+        if entry is not None:
+            self._bytes -= len(entry.data)
 
 
 @contextlib.contextmanager
@@ -87,12 +143,28 @@ def _parse_time(value: object, fallback: float) -> datetime:
 class LocalStoredFile(StoredFile):
     """A file held open by descriptor: a replace or delete after ``get`` does not affect it."""
 
-    def __init__(self, file_id: str, fileobj: IO[bytes], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        file_id: str,
+        fileobj: IO[bytes],
+        *,
+        on_whole_read: Callable[[bytes], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(file_id, **kwargs)
         self._fileobj = fileobj
+        self._on_whole_read = on_whole_read
 
     async def _iter_range(self, start: int, end: int, chunk_size: int) -> AsyncIterator[bytes]:
         fd = self._fileobj.fileno()
+        if self._on_whole_read is not None and start == 0 and end == self.content_length:
+            # A small file read whole: one read, and the cache keeps it for next time.
+            data = await asyncio.to_thread(os.pread, fd, end, 0)
+            if len(data) == end:
+                self._on_whole_read(data)
+            for offset in range(0, len(data), chunk_size):
+                yield data[offset : offset + chunk_size]
+            return
         offset = start
         while offset < end:
             chunk = await asyncio.to_thread(os.pread, fd, min(chunk_size, end - offset), offset)
@@ -106,10 +178,23 @@ class LocalStoredFile(StoredFile):
 
 
 class LocalFileStorage(FileStorage):
-    """Files on the local filesystem under ``storage_path`` (created on first write)."""
+    """Files on the local filesystem under ``storage_path`` (created on first write).
 
-    def __init__(self, storage_path: str | os.PathLike[str]) -> None:
+    ``cache_size`` small files (up to 64 KiB, ``cache_max_bytes`` in all) are kept
+    in memory once read whole; each ``get`` checks with one ``stat`` that the
+    cached version is still the current one. ``cache_size=0`` turns it off.
+    """
+
+    def __init__(
+        self,
+        storage_path: str | os.PathLike[str],
+        *,
+        cache_size: int = 1024,
+        cache_max_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
         self.storage_path = os.fspath(storage_path)
+        self._cache = _SmallFileCache(cache_size, cache_max_bytes)
+        self._root = os.path.join(self.storage_path, "")  # with a trailing separator
 
     def _folder(self, file_id: str) -> str:
         return os.path.join(self.storage_path, file_id)
@@ -122,6 +207,7 @@ class LocalFileStorage(FileStorage):
             with _locked(folder, exclusive=False):
                 with open(os.path.join(folder, METADATA), "rb") as meta_file:
                     raw_meta = meta_file.read()
+                    version = _version(os.fstat(meta_file.fileno()))
                 try:
                     with open(os.path.join(folder, EXTRA), "rb") as extra_file:
                         raw_extra: bytes | None = extra_file.read()
@@ -143,16 +229,26 @@ class LocalFileStorage(FileStorage):
                 identity = f"{file_id}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
                 checksum = hashlib.sha256(identity.encode()).hexdigest()
             custom = extra.get("metadata") or {}
+            fields: dict[str, Any] = {
+                "filename": str(meta.get("filename") or "unnamed"),
+                "content_type": str(meta.get("content_type") or "application/octet-stream"),
+                "last_modified": _parse_time(meta.get("last_modified"), stat.st_mtime),
+                "checksum": checksum,
+                "metadata": {str(k): str(v) for k, v in dict(custom).items()},
+            }
+            on_whole_read = None
+            if stat.st_size <= SMALL_FILE_LIMIT and self._cache.max_entries > 0:
+
+                def on_whole_read(data: bytes) -> None:
+                    self._cache.put(file_id, _Cached(version, fields, data))
+
             return LocalStoredFile(
                 file_id,
                 fileobj,
-                filename=str(meta.get("filename") or "unnamed"),
-                content_type=str(meta.get("content_type") or "application/octet-stream"),
+                on_whole_read=on_whole_read,
                 content_length=stat.st_size,
-                last_modified=_parse_time(meta.get("last_modified"), stat.st_mtime),
-                checksum=checksum,
-                metadata={str(k): str(v) for k, v in dict(custom).items()},
                 storage=self,
+                **fields,
             )
         except (ValueError, TypeError) as exc:
             fileobj.close()
@@ -162,6 +258,19 @@ class LocalFileStorage(FileStorage):
             raise
 
     async def _get(self, file_id: str) -> StoredFile:
+        cached = self._cache.get(file_id)
+        if cached is not None:
+            # One metadata syscall on the loop, no content I/O: far cheaper than
+            # the thread hop it saves, and it sees any replace, ours or not.
+            try:
+                current: _Version | None = _version(
+                    os.stat(f"{self._root}{file_id}{os.sep}{METADATA}")
+                )
+            except OSError:
+                current = None
+            if current == cached.version:
+                return BytesStoredFile(file_id, cached.data, storage=self, **cached.fields)
+            self._cache.discard(file_id)
         return await asyncio.to_thread(self._open, file_id)
 
     async def _exists(self, file_id: str) -> bool:
@@ -240,6 +349,7 @@ class LocalFileStorage(FileStorage):
         try:
             length, checksum = await self._write_content(content, upload)
             await asyncio.to_thread(self._commit, folder, content, upload, length, checksum)
+            self._cache.discard(file_id)
             done = True
         finally:
             if not done:
@@ -263,4 +373,5 @@ class LocalFileStorage(FileStorage):
         shutil.rmtree(trash)
 
     async def _delete(self, file_id: str) -> None:
+        self._cache.discard(file_id)
         await asyncio.to_thread(self._remove_folder, file_id)
