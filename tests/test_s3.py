@@ -301,9 +301,13 @@ async def test_empty_range_sends_no_request(s3: S3Storage, monkeypatch: pytest.M
         assert [c async for c in stored.iter_bytes(4, 4)] == []
         assert calls == [], "opening a file is a HEAD only; an empty range reads nothing"
         assert b"".join([c async for c in stored.iter_bytes(2, 5)]) == b"234"
-    assert len(calls) == 1
+        assert b"".join([c async for c in stored.iter_bytes()]) == b"0123456789"
+    assert len(calls) == 2
     assert calls[0]["Range"] == "bytes=2-4"
     assert calls[0]["IfMatch"].startswith('"')
+    # A whole-file read asks for no range, and is pinned all the same.
+    assert "Range" not in calls[1]
+    assert calls[1]["IfMatch"] == calls[0]["IfMatch"]
 
 
 async def test_read_after_delete_is_not_found(s3: S3Storage) -> None:

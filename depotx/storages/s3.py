@@ -241,11 +241,11 @@ class S3StoredFile(StoredFile):
         if start >= end:
             return
         backend = self._backend
-        params: dict[str, Any] = {
-            "Bucket": backend.bucket,
-            "Key": self._key,
-            "Range": f"bytes={start}-{end - 1}",
-        }
+        params: dict[str, Any] = {"Bucket": backend.bucket, "Key": self._key}
+        if start > 0 or end < self.content_length:
+            # Whole-file reads go without Range: servers answer them on their
+            # plain (often faster) path, and the pinning below still applies.
+            params["Range"] = f"bytes={start}-{end - 1}"
         if self._version_id:
             params["VersionId"] = self._version_id
         else:
