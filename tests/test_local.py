@@ -300,3 +300,52 @@ def test_cache_options_from_config() -> None:
     storage = manager.configure("s", config)
     assert isinstance(storage, LocalFileStorage)
     assert (storage._cache.max_entries, storage._cache.max_bytes) == (0, 9)
+
+
+async def test_cancelled_create_waits_for_the_commit_thread(
+    storage: LocalFileStorage, store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread renaming files into place is never abandoned half-way by a cancellation."""
+    import threading
+    import time
+
+    in_commit = threading.Event()
+    finished: list[float] = []
+    original = storage._commit
+
+    def slow_commit(*args: object) -> None:
+        in_commit.set()
+        time.sleep(0.2)
+        original(*args)  # type: ignore[arg-type]
+        finished.append(time.monotonic())
+
+    monkeypatch.setattr(storage, "_commit", slow_commit)
+    task = asyncio.ensure_future(storage.create(b"x" * 10, "x.bin"))
+    await asyncio.to_thread(in_commit.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    cancelled_at = time.monotonic()
+    assert finished
+    assert finished[0] <= cancelled_at, "the commit ran to its end before the cancellation"
+    await asyncio.sleep(0.3)
+    leftovers = [p.name for p in store_path.iterdir()] if store_path.exists() else []
+    assert leftovers == [], "a cancelled create leaves nothing, not even an empty folder"
+
+
+async def test_small_uploads_are_stored_in_one_thread_hop(
+    storage: LocalFileStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops: list[str] = []
+    loop = asyncio.get_running_loop()
+    original = loop.run_in_executor
+
+    def counting(executor: object, func: object, *args: object) -> object:
+        hops.append(
+            getattr(func, "__name__", getattr(getattr(func, "func", None), "__name__", "?"))
+        )
+        return original(executor, func, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "run_in_executor", counting)
+    await storage.create(b"small content", "s.bin", "application/octet-stream")
+    assert hops == ["_store_whole"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import aiofiles
 
@@ -44,6 +45,8 @@ except ImportError:  # pragma: no cover - Windows: renames are still atomic, onl
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["LocalFileStorage"]
+
+_T = TypeVar("_T")
 
 CONTENT = "file"
 METADATA = "metadata.json"
@@ -126,6 +129,25 @@ def _locked(folder: str, *, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+async def _finish_in_thread(func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """Run blocking file work in a worker thread, and never abandon it half-way.
+
+    Cancelling a task does not stop a thread. Were the caller cancelled while the
+    thread renames files into place, the caller's cleanup would race those
+    renames and could leave half a folder behind; so a cancellation first waits
+    for the work to end (it takes milliseconds), then goes on.
+    """
+    call = functools.partial(func, *args, **kwargs)
+    future = asyncio.get_running_loop().run_in_executor(None, call)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # retrieved: the caller sees the cancellation instead
+        raise
 
 
 def _remove(path: str) -> None:
@@ -299,11 +321,20 @@ class LocalFileStorage(FileStorage):
 
     # -- writing -----------------------------------------------------------------
 
-    async def _write_content(self, path: str, upload: Upload) -> tuple[int, str]:
+    async def _write_content(
+        self, path: str, upload: Upload, head: tuple[bytes, ...]
+    ) -> tuple[int, str]:
         digest = hashlib.sha256()
         length = 0
-        async with aiofiles.open(path, "wb") as out:
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for chunk in head:
+                yield chunk
             async for chunk in upload.chunks:
+                yield chunk
+
+        async with aiofiles.open(path, "wb") as out:
+            async for chunk in chunks():
                 if len(chunk) < _HASH_INLINE_LIMIT:
                     digest.update(chunk)
                     await out.write(chunk)
@@ -341,14 +372,31 @@ class LocalFileStorage(FileStorage):
             _remove(meta_tmp)
             _remove(extra_tmp)
 
+    def _store_whole(
+        self, folder: str, content: str, data: bytes, upload: Upload, replace: bool
+    ) -> None:
+        os.makedirs(folder, exist_ok=replace)
+        with open(content, "wb") as out:
+            out.write(data)
+        self._commit(folder, content, upload, len(data), hashlib.sha256(data).hexdigest())
+
     async def _store(self, file_id: str, upload: Upload, *, replace: bool) -> None:
         folder = self._folder(file_id)
-        await asyncio.to_thread(os.makedirs, folder, exist_ok=replace)
         content = os.path.join(folder, f".{CONTENT}.{uuid.uuid4().hex}.tmp")
         done = False
         try:
-            length, checksum = await self._write_content(content, upload)
-            await asyncio.to_thread(self._commit, folder, content, upload, length, checksum)
+            first = await anext(upload.chunks, None)
+            second = None if first is None else await anext(upload.chunks, None)
+            if first is None or second is None:
+                # The whole content is in hand (up to one chunk: avatars, most
+                # documents): write, hash and commit it in a single thread hop.
+                await _finish_in_thread(
+                    self._store_whole, folder, content, first or b"", upload, replace
+                )
+            else:
+                await _finish_in_thread(os.makedirs, folder, exist_ok=replace)
+                length, checksum = await self._write_content(content, upload, (first, second))
+                await _finish_in_thread(self._commit, folder, content, upload, length, checksum)
             self._cache.discard(file_id)
             done = True
         finally:
