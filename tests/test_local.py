@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from depotx import BackendError, LocalFileStorage, StorageManager, StoredFileNotFoundError
+from depotx import (
+    BackendError,
+    ConfigurationError,
+    LocalFileStorage,
+    StorageManager,
+    StoredFileNotFoundError,
+)
 
 depot_local = pytest.importorskip("depot.io.local", reason="filedepot is needed for interop tests")
 
@@ -349,3 +355,25 @@ async def test_small_uploads_are_stored_in_one_thread_hop(
     monkeypatch.setattr(loop, "run_in_executor", counting)
     await storage.create(b"small content", "s.bin", "application/octet-stream")
     assert hops == ["_store_whole"]
+
+
+async def test_io_threads_pool_is_closed_and_reopened(store_path: Path) -> None:
+    import threading
+
+    storage = LocalFileStorage(store_path, io_threads=1)
+    file_id = await storage.create(b"one")
+    names = {t.name for t in threading.enumerate()}
+    assert any(name.startswith("depotx-local") for name in names)
+    await storage.aclose()
+    # closed storages reopen their pool lazily: an app can close and keep going
+    assert await _read(storage, file_id) == ("unnamed", b"one")
+    await storage.aclose()
+
+
+def test_io_threads_option() -> None:
+    manager = StorageManager()
+    storage = manager.configure("s", {"depot.storage_path": "/tmp/x", "depot.io_threads": "2"})
+    assert isinstance(storage, LocalFileStorage)
+    assert storage.io_threads == 2
+    with pytest.raises(ConfigurationError, match="io_threads"):
+        manager.configure("t", {"depot.storage_path": "/tmp/x", "depot.io_threads": "0"})
