@@ -13,6 +13,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ._exceptions import BackendError, DepotError
+
 if TYPE_CHECKING:
     from .storages.base import FileStorage
 
@@ -114,7 +116,22 @@ class StoredFile(abc.ABC):
             raise ValueError("chunk_size must be positive")
         stop = self.content_length if end is None else min(end, self.content_length)
         begin = min(start, stop)
-        return self._iter_range(begin, stop, chunk_size)
+        return self._guarded(self._iter_range(begin, stop, chunk_size))
+
+    async def _guarded(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """Backend I/O errors while reading become ``BackendError``, cause chained."""
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except DepotError:
+            raise
+        except OSError as exc:
+            where = f" from {self.storage.name!r}" if self.storage and self.storage.name else ""
+            raise BackendError(f"reading {self.file_id!r}{where} failed: {exc}") from exc
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def read(self, n: int = -1) -> bytes:
         """Read up to ``n`` bytes from the current position (all that is left if ``n < 0``)."""
@@ -122,8 +139,8 @@ class StoredFile(abc.ABC):
         if n == 0:
             return b""
         if self._sequential is None:
-            self._sequential = self._iter_range(
-                self._position, self.content_length, DEFAULT_CHUNK_SIZE
+            self._sequential = self._guarded(
+                self._iter_range(self._position, self.content_length, DEFAULT_CHUNK_SIZE)
             )
         parts = [self._buffer] if self._buffer else []
         have = len(self._buffer)

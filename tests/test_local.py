@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import json
 import os
@@ -377,3 +378,55 @@ def test_io_threads_option() -> None:
     assert storage.io_threads == 2
     with pytest.raises(ConfigurationError, match="io_threads"):
         manager.configure("t", {"depot.storage_path": "/tmp/x", "depot.io_threads": "0"})
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [BlockingIOError(errno.EAGAIN, "not cached"), OSError(errno.EOPNOTSUPP, "not supported")],
+)
+async def test_reads_fall_back_to_a_thread_when_the_page_cache_cannot_answer(
+    storage: LocalFileStorage, monkeypatch: pytest.MonkeyPatch, failure: OSError
+) -> None:
+    data = os.urandom(200_000)
+    file_id = await storage.create(data)
+
+    def refusing(*args: object) -> int:
+        raise failure
+
+    monkeypatch.setattr(os, "preadv", refusing)
+    async with await storage.get(file_id) as stored:
+        assert b"".join([c async for c in stored.iter_bytes(1000, 70_000)]) == data[1000:70_000]
+        assert await stored.read() == data
+
+
+async def test_short_page_cache_reads_are_completed(
+    storage: LocalFileStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(100_000)
+    file_id = await storage.create(data)
+    real = os.preadv
+
+    def half(fd: int, buffers: list[bytearray], offset: int, flags: int = 0) -> int:
+        view = memoryview(buffers[0])[: len(buffers[0]) // 2]
+        return real(fd, [view], offset, flags)
+
+    monkeypatch.setattr(os, "preadv", half)
+    async with await storage.get(file_id) as stored:
+        assert b"".join([c async for c in stored.iter_bytes(10, 90_010)]) == data[10:90_010]
+
+
+async def test_a_real_read_error_is_a_backend_error(
+    storage: LocalFileStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file_id = await storage.create(os.urandom(1000))
+
+    def broken(*args: object) -> int:
+        raise OSError(errno.EIO, "input/output error")
+
+    monkeypatch.setattr(os, "preadv", broken)
+    async with await storage.get(file_id) as stored:
+        with pytest.raises(BackendError, match="input/output") as info:
+            await stored.read()
+        assert isinstance(info.value.__cause__, OSError)
+        with pytest.raises(BackendError):
+            await anext(stored.iter_bytes(0, 10))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -59,6 +60,12 @@ _HASH_INLINE_LIMIT = 64 * 1024
 #: Files up to this size are kept in memory once read whole, so hot small files
 #: (avatars, thumbnails, icons) are served without a thread hop or a disk read.
 SMALL_FILE_LIMIT = 64 * 1024
+
+# Reads of page-cached data up to this size happen on the event loop with
+# RWF_NOWAIT (Linux): a memory copy of microseconds, cheaper than a thread hop,
+# and the flag makes the kernel refuse rather than wait for the disk.
+_NOWAIT_LIMIT = 256 * 1024
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
 # What identifies one version of metadata.json: every replace renames a new file
 # over it, so its inode and change time change even within one clock tick.
@@ -173,20 +180,20 @@ class LocalStoredFile(StoredFile):
         file_id: str,
         fileobj: IO[bytes],
         *,
-        run: Callable[..., Awaitable[Any]],
+        read_at: Callable[[int, int, int], Awaitable[bytes]],
         on_whole_read: Callable[[bytes], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(file_id, **kwargs)
         self._fileobj = fileobj
-        self._run = run
+        self._read_at = read_at
         self._on_whole_read = on_whole_read
 
     async def _iter_range(self, start: int, end: int, chunk_size: int) -> AsyncIterator[bytes]:
         fd = self._fileobj.fileno()
         if self._on_whole_read is not None and start == 0 and end == self.content_length:
             # A small file read whole: one read, and the cache keeps it for next time.
-            data: bytes = await self._run(os.pread, fd, end, 0)
+            data = await self._read_at(fd, end, 0)
             if len(data) == end:
                 self._on_whole_read(data)
             for offset in range(0, len(data), chunk_size):
@@ -194,7 +201,7 @@ class LocalStoredFile(StoredFile):
             return
         offset = start
         while offset < end:
-            chunk: bytes = await self._run(os.pread, fd, min(chunk_size, end - offset), offset)
+            chunk = await self._read_at(fd, min(chunk_size, end - offset), offset)
             if not chunk:
                 return
             offset += len(chunk)
@@ -231,6 +238,7 @@ class LocalFileStorage(FileStorage):
         self.storage_path = os.fspath(storage_path)
         self.io_threads = io_threads or min(8, (os.cpu_count() or 1) + 1)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._nowait = _RWF_NOWAIT is not None
         self._cache = _SmallFileCache(cache_size, cache_max_bytes)
         self._root = os.path.join(self.storage_path, "")  # with a trailing separator
 
@@ -245,6 +253,26 @@ class LocalFileStorage(FileStorage):
         return await asyncio.get_running_loop().run_in_executor(
             self._pool(), functools.partial(func, *args)
         )
+
+    async def _read_at(self, fd: int, size: int, offset: int) -> bytes:
+        """``os.pread``, on the event loop when the data is in the page cache."""
+        if self._nowait and size <= _NOWAIT_LIMIT and _RWF_NOWAIT is not None:
+            buffer = bytearray(size)
+            try:
+                got = os.preadv(fd, [buffer], offset, _RWF_NOWAIT)
+            except BlockingIOError:  # not cached: the disk would have to be read
+                got = 0
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                self._nowait = False  # this filesystem cannot; threads from now on
+                got = 0
+            if got == size:
+                return bytes(buffer)
+            if got:
+                rest: bytes = await self._run(os.pread, fd, size - got, offset + got)
+                return bytes(buffer[:got]) + rest
+        return await self._run(os.pread, fd, size, offset)
 
     async def aclose(self) -> None:
         """Stop the storage's I/O threads; they start again on next use."""
@@ -301,7 +329,7 @@ class LocalFileStorage(FileStorage):
             return LocalStoredFile(
                 file_id,
                 fileobj,
-                run=self._run,
+                read_at=self._read_at,
                 on_whole_read=on_whole_read,
                 content_length=stat.st_size,
                 storage=self,
