@@ -232,26 +232,47 @@ async def test_small_files_are_served_from_memory_after_a_whole_read(
     assert opened == [file_id], "only the first get touches the disk"
 
 
-async def test_metadata_only_access_does_not_fill_the_cache(
+async def test_metadata_only_access_caches_no_content(
     storage: LocalFileStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A HEAD request reads no content, so it caches none."""
+    """A HEAD request reads no content, so only metadata is cached."""
     file_id = await storage.create(b"x" * 100)
     opened = _count_opens(storage, monkeypatch)
     for _ in range(2):
         async with await storage.get(file_id) as stored:
             assert stored.content_length == 100
-    assert opened == [file_id, file_id]
+    assert opened == [file_id]
+    cached = storage._cache.get(file_id)
+    assert cached is not None
+    assert cached.data is None
 
 
-async def test_large_files_are_not_cached(
+async def test_large_files_have_only_their_metadata_cached(
     storage: LocalFileStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    file_id = await storage.create(os.urandom(64 * 1024 + 1))
+    data = os.urandom(64 * 1024 + 1)
+    file_id = await storage.create(data)
     opened = _count_opens(storage, monkeypatch)
-    await _read(storage, file_id)
-    await _read(storage, file_id)
-    assert len(opened) == 2
+    assert (await _read(storage, file_id))[1] == data
+    assert (await _read(storage, file_id))[1] == data
+    assert opened == [file_id], "the second get reuses the metadata"
+    cached = storage._cache.get(file_id)
+    assert cached is not None
+    assert cached.data is None, "the content of a large file is read from disk, not memory"
+
+
+async def test_cached_metadata_never_pairs_with_other_content(store_path: Path) -> None:
+    """A replace of a large file by another process is seen, metadata and bytes together."""
+    reader = LocalFileStorage(store_path)
+    writer = LocalFileStorage(store_path)
+    versions = [bytes([n]) * (100_000 + n) for n in range(6)]
+    file_id = await writer.create(versions[0], "v0.bin")
+    assert await _read(reader, file_id) == ("v0.bin", versions[0])
+    for n, data in enumerate(versions[1:], start=1):
+        await writer.replace(file_id, data, f"v{n}.bin")
+        async with await reader.get(file_id) as stored:
+            assert (stored.filename, stored.content_length) == (f"v{n}.bin", len(data))
+            assert await stored.read() == data
 
 
 async def test_cache_sees_a_replace_by_another_process(store_path: Path) -> None:

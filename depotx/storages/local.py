@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import errno
 import functools
 import hashlib
@@ -59,6 +60,7 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _HASH_INLINE_LIMIT = 64 * 1024
 #: Files up to this size are kept in memory once read whole, so hot small files
 #: (avatars, thumbnails, icons) are served without a thread hop or a disk read.
+#: Larger files have only their metadata cached.
 SMALL_FILE_LIMIT = 64 * 1024
 
 # Reads of page-cached data up to this size happen on the event loop with
@@ -67,8 +69,9 @@ SMALL_FILE_LIMIT = 64 * 1024
 _NOWAIT_LIMIT = 256 * 1024
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
-# What identifies one version of metadata.json: every replace renames a new file
-# over it, so its inode and change time change even within one clock tick.
+# What identifies one version of a file on disk: every replace renames new
+# files over ``file`` and ``metadata.json``, so their inodes and change times
+# change, even within one clock tick.
 _Version = tuple[int, int, int, int]
 
 
@@ -78,17 +81,26 @@ def _version(stat: os.stat_result) -> _Version:
 
 @dataclass(frozen=True)
 class _Cached:
-    version: _Version
+    """What ``_open`` learnt about one version of a file, and how to recognise it."""
+
+    metadata: _Version  # of metadata.json
+    content: _Version  # of file
+    length: int
     fields: dict[str, Any]
-    data: bytes
+    data: bytes | None = None  # the content itself, for small files read whole
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else 0
 
 
-class _SmallFileCache:
-    """An LRU of small files' metadata and content, bounded in entries and bytes.
+class _FileCache:
+    """An LRU of files' metadata (and small files' content), bounded in entries and bytes.
 
-    Entries are only ever used after a ``stat`` of ``metadata.json`` shows the
-    version they were read from is still current, so a replace by this process,
-    another process or filedepot is never missed.
+    An entry is used only once a ``stat`` of ``metadata.json`` and an ``fstat`` of
+    the opened content show that both are still the files it was read from. Any
+    replace, by this process, another one or filedepot, writes both anew, so it is
+    never missed; and metadata and content always describe one version.
     """
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
@@ -104,19 +116,19 @@ class _SmallFileCache:
         return entry
 
     def put(self, file_id: str, entry: _Cached) -> None:
-        if self.max_entries <= 0 or len(entry.data) > self.max_bytes:
+        if self.max_entries <= 0 or entry.size > self.max_bytes:
             return
         self.discard(file_id)
         self._entries[file_id] = entry
-        self._bytes += len(entry.data)
+        self._bytes += entry.size
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
-            self._bytes -= len(evicted.data)
+            self._bytes -= evicted.size
 
     def discard(self, file_id: str) -> None:
         entry = self._entries.pop(file_id, None)
         if entry is not None:
-            self._bytes -= len(entry.data)
+            self._bytes -= entry.size
 
 
 @contextlib.contextmanager
@@ -239,7 +251,7 @@ class LocalFileStorage(FileStorage):
         self.io_threads = io_threads or min(8, (os.cpu_count() or 1) + 1)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._nowait = _RWF_NOWAIT is not None
-        self._cache = _SmallFileCache(cache_size, cache_max_bytes)
+        self._cache = _FileCache(cache_size, cache_max_bytes)
         self._root = os.path.join(self.storage_path, "")  # with a trailing separator
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
@@ -285,19 +297,19 @@ class LocalFileStorage(FileStorage):
 
     # -- reading -----------------------------------------------------------------
 
-    def _open(self, file_id: str) -> StoredFile:
+    def _open(self, file_id: str) -> tuple[StoredFile, _Cached]:
         folder = self._folder(file_id)
         try:
             with _locked(folder, exclusive=False):
                 with open(os.path.join(folder, METADATA), "rb") as meta_file:
                     raw_meta = meta_file.read()
-                    version = _version(os.fstat(meta_file.fileno()))
+                    meta_version = _version(os.fstat(meta_file.fileno()))
                 try:
                     with open(os.path.join(folder, EXTRA), "rb") as extra_file:
                         raw_extra: bytes | None = extra_file.read()
                 except FileNotFoundError:
                     raw_extra = None
-                fileobj = open(os.path.join(folder, CONTENT), "rb")  # noqa: SIM115 - handed over
+                fileobj = open(os.path.join(folder, CONTENT), "rb", buffering=0)  # noqa: SIM115
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise StoredFileNotFoundError(file_id, self.name) from exc
         try:
@@ -320,21 +332,8 @@ class LocalFileStorage(FileStorage):
                 "checksum": checksum,
                 "metadata": {str(k): str(v) for k, v in dict(custom).items()},
             }
-            on_whole_read = None
-            if stat.st_size <= SMALL_FILE_LIMIT and self._cache.max_entries > 0:
-
-                def on_whole_read(data: bytes) -> None:
-                    self._cache.put(file_id, _Cached(version, fields, data))
-
-            return LocalStoredFile(
-                file_id,
-                fileobj,
-                read_at=self._read_at,
-                on_whole_read=on_whole_read,
-                content_length=stat.st_size,
-                storage=self,
-                **fields,
-            )
+            entry = _Cached(meta_version, _version(stat), stat.st_size, fields)
+            return self._local_file(file_id, fileobj, entry), entry
         except (ValueError, TypeError) as exc:
             fileobj.close()
             raise BackendError(f"{self._label()}: metadata of {file_id!r} is corrupt") from exc
@@ -342,21 +341,59 @@ class LocalFileStorage(FileStorage):
             fileobj.close()
             raise
 
+    def _local_file(self, file_id: str, fileobj: IO[bytes], entry: _Cached) -> LocalStoredFile:
+        on_whole_read = None
+        if entry.length <= SMALL_FILE_LIMIT and self._cache.max_entries > 0:
+
+            def on_whole_read(data: bytes) -> None:
+                self._cache.put(file_id, dataclasses.replace(entry, data=data))
+
+        return LocalStoredFile(
+            file_id,
+            fileobj,
+            read_at=self._read_at,
+            on_whole_read=on_whole_read,
+            content_length=entry.length,
+            storage=self,
+            **entry.fields,
+        )
+
+    def _reuse(self, file_id: str, entry: _Cached) -> StoredFile | None:
+        """The cached version, if it is still the current one; else ``None``.
+
+        A ``stat``, and for files not held in memory an ``open`` and ``fstat``:
+        metadata syscalls on an already resolved path, done on the event loop
+        because they cost microseconds against the tens a thread hop costs (the
+        trade nginx's ``open_file_cache`` makes). No content is read here.
+        """
+        folder = f"{self._root}{file_id}{os.sep}"
+        try:
+            if _version(os.stat(folder + METADATA)) != entry.metadata:
+                return None
+            if entry.data is not None:
+                return BytesStoredFile(file_id, entry.data, storage=self, **entry.fields)
+            fileobj = open(folder + CONTENT, "rb", buffering=0)  # noqa: SIM115 - handed over
+        except OSError:
+            return None
+        try:
+            current = _version(os.fstat(fileobj.fileno()))
+        except OSError:
+            current = None
+        if current != entry.content:
+            fileobj.close()
+            return None
+        return self._local_file(file_id, fileobj, entry)
+
     async def _get(self, file_id: str) -> StoredFile:
         cached = self._cache.get(file_id)
         if cached is not None:
-            # One metadata syscall on the loop, no content I/O: far cheaper than
-            # the thread hop it saves, and it sees any replace, ours or not.
-            try:
-                current: _Version | None = _version(
-                    os.stat(f"{self._root}{file_id}{os.sep}{METADATA}")
-                )
-            except OSError:
-                current = None
-            if current == cached.version:
-                return BytesStoredFile(file_id, cached.data, storage=self, **cached.fields)
+            reused = self._reuse(file_id, cached)
+            if reused is not None:
+                return reused
             self._cache.discard(file_id)
-        return await self._run(self._open, file_id)
+        stored, entry = await self._run(self._open, file_id)
+        self._cache.put(file_id, entry)  # metadata only: content is cached on a whole read
+        return stored
 
     async def _exists(self, file_id: str) -> bool:
         return await self._run(os.path.isfile, os.path.join(self._folder(file_id), METADATA))
