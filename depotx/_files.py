@@ -47,6 +47,10 @@ class StoredFile(abc.ABC):
     :meth:`aclose`, to release the underlying handle.
     """
 
+    #: Whether reading may fail with I/O errors (wrapped in ``BackendError``);
+    #: files already in memory skip that wrapper on the serving path.
+    _does_io = True
+
     def __init__(
         self,
         file_id: str,
@@ -116,7 +120,8 @@ class StoredFile(abc.ABC):
             raise ValueError("chunk_size must be positive")
         stop = self.content_length if end is None else min(end, self.content_length)
         begin = min(start, stop)
-        return self._guarded(self._iter_range(begin, stop, chunk_size))
+        chunks = self._iter_range(begin, stop, chunk_size)
+        return self._guarded(chunks) if self._does_io else chunks
 
     async def _guarded(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """Backend I/O errors while reading become ``BackendError``, cause chained."""
@@ -139,9 +144,7 @@ class StoredFile(abc.ABC):
         if n == 0:
             return b""
         if self._sequential is None:
-            self._sequential = self._guarded(
-                self._iter_range(self._position, self.content_length, DEFAULT_CHUNK_SIZE)
-            )
+            self._sequential = self.iter_bytes(self._position)
         parts = [self._buffer] if self._buffer else []
         have = len(self._buffer)
         while n < 0 or have < n:
@@ -200,7 +203,9 @@ class StoredFile(abc.ABC):
 
 
 class BytesStoredFile(StoredFile):
-    """A ``StoredFile`` over an immutable ``bytes`` value (memory backend, tests)."""
+    """A ``StoredFile`` over an immutable ``bytes`` value (memory backend, caches, tests)."""
+
+    _does_io = False
 
     def __init__(self, file_id: str, data: bytes, **kwargs: Any) -> None:
         super().__init__(file_id, content_length=len(data), **kwargs)
