@@ -7,30 +7,18 @@ without them the test is skipped with the reason shown, never passed.
 from __future__ import annotations
 
 import os
-import select
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests._uvicorn import running_server
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-
-SERVER = """
-import sys
-from depotx import StorageManager
-from depotx.server import serve
-
-manager = StorageManager()
-manager.configure("default", {"depot.storage_path": sys.argv[1]})
-serve(manager, host="127.0.0.1", port=0, log_level="warning")
-"""
 
 
 def _missing() -> str | None:
@@ -46,35 +34,8 @@ def _missing() -> str | None:
 
 @pytest.fixture
 def server_url(tmp_path: Path) -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(tmp_path / "files")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 30)
-        assert ready, "depotx serve printed nothing within 30 s"
-        url = process.stdout.readline().split(" at ")[1].split()[0]
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url, timeout=2).raise_for_status()
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server did not start listening"
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+    with running_server(tmp_path / "files") as (_, url):
+        yield url + "/"
 
 
 def test_upload_through_the_page_then_list_and_download(server_url: str, tmp_path: Path) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import select
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 
 from depotx import StorageManager
 from depotx.server import create_app
+from tests._uvicorn import running_server
 
 MiB = 1024 * 1024
 
@@ -118,16 +117,6 @@ async def test_upload_over_the_limit_is_413_and_stores_nothing(manager: StorageM
 
 # -- a real uvicorn server ----------------------------------------------------------------------
 
-SERVER = """
-import sys
-from depotx import StorageManager
-from depotx.server import serve
-
-manager = StorageManager()
-manager.configure("default", {"depot.storage_path": sys.argv[1]})
-serve(manager, host="127.0.0.1", port=0, log_level="warning")
-"""
-
 
 class Server:
     def __init__(self, process: subprocess.Popen[str], url: str, root: Path) -> None:
@@ -157,37 +146,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if not Path("/proc/self/status").exists():
         pytest.skip("measuring the server's memory needs Linux /proc")
     root = tmp_path_factory.mktemp("served")
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(root)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 30)
-        assert ready, "depotx serve printed nothing within 30 s"
-        line = process.stdout.readline()
-        assert line.startswith("depotx: serving storage 'default' at http://127.0.0.1:"), line
-        url = line.split(" at ")[1].split()[0].rstrip("/")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/", timeout=2).raise_for_status()
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server did not start listening"
-                time.sleep(0.1)
+    with running_server(root) as (process, url):
         yield Server(process, url, root)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 class GeneratedFile:

@@ -1,0 +1,62 @@
+"""A real ``depotx serve`` (uvicorn) in a subprocess on 127.0.0.1, for end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+SERVER = """
+import sys
+from depotx import StorageManager
+from depotx.server import serve
+
+manager = StorageManager()
+manager.configure("default", {"depot.storage_path": sys.argv[1]})
+serve(manager, host="127.0.0.1", port=0, log_level="warning")
+"""
+
+
+@contextlib.contextmanager
+def running_server(root: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Start the server on a free port; yield it and its URL (no trailing slash).
+
+    The process is always stopped (terminate, then kill) when the block ends.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        assert ready, "depotx serve printed nothing within 30 s"
+        line = process.stdout.readline()
+        assert line.startswith("depotx: serving storage 'default' at http://127.0.0.1:"), line
+        url = line.split(" at ")[1].split()[0].rstrip("/")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/", timeout=2).raise_for_status()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start listening"
+                time.sleep(0.1)
+        yield process, url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
