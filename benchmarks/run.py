@@ -296,35 +296,15 @@ def run_http(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, An
             ),
         }
         ports = {name: free_port() for name in ("depotx", "filedepot", "starlette", "bare")}
+        commands = {
+            "depotx": _uvicorn("benchmarks.apps.depotx_app:app", ports["depotx"]),
+            "filedepot": _gunicorn("benchmarks.apps.filedepot_app:app", ports["filedepot"]),
+            "starlette": _uvicorn("benchmarks.apps.static_app:app", ports["starlette"]),
+            "bare": _uvicorn("benchmarks.apps.bare_app:app", ports["bare"]),
+        }
         servers = {
-            "depotx": Server(
-                "depotx",
-                _uvicorn("benchmarks.apps.depotx_app:app", ports["depotx"]),
-                port=ports["depotx"],
-                env=env,
-                log_dir=log_dir,
-            ),
-            "filedepot": Server(
-                "filedepot",
-                _gunicorn("benchmarks.apps.filedepot_app:app", ports["filedepot"]),
-                port=ports["filedepot"],
-                env=env,
-                log_dir=log_dir,
-            ),
-            "starlette": Server(
-                "starlette",
-                _uvicorn("benchmarks.apps.static_app:app", ports["starlette"]),
-                port=ports["starlette"],
-                env=env,
-                log_dir=log_dir,
-            ),
-            "bare": Server(
-                "bare",
-                _uvicorn("benchmarks.apps.bare_app:app", ports["bare"]),
-                port=ports["bare"],
-                env=env,
-                log_dir=log_dir,
-            ),
+            name: Server(name, command, port=ports[name], env=env, log_dir=log_dir)
+            for name, command in commands.items()
         }
         with running(list(servers.values())):
             _log("servers up: " + ", ".join(f"{n}={s.serving_pid}" for n, s in servers.items()))
