@@ -67,6 +67,23 @@ class StorageManager:
             self._default = name
         return storage
 
+    def register(self, name: str, storage: FileStorage) -> FileStorage:
+        """Register a storage you built yourself under ``name``.
+
+        For storages that need objects no config file can hold (an existing
+        database client, a custom subclass with collaborators). Same rules as
+        :meth:`configure`: the name must be new, and the first storage is the default.
+        """
+        if not isinstance(storage, FileStorage):
+            raise TypeError(f"expected a FileStorage, got {type(storage).__name__}")
+        self._check_new_name(name)
+        if storage.name is None:
+            storage.name = name
+        self._storages[name] = storage
+        if self._default is None:
+            self._default = name
+        return storage
+
     def _check_new_name(self, name: str) -> None:
         if not isinstance(name, str) or not name or "/" in name:
             raise ConfigurationError(f"invalid storage name {name!r}: a non-empty name without '/'")

@@ -416,3 +416,18 @@ def test_clear_forgets_everything(manager: StorageManager) -> None:
     assert manager.names == []
     with pytest.raises(StorageNotFoundError):
         manager.get("b")
+
+
+def test_register_an_instance(manager: StorageManager) -> None:
+    storage = MemoryFileStorage()
+    assert manager.register("tenant-a", storage) is storage
+    assert manager.get() is storage  # the first storage is the default
+    assert storage.name == "tenant-a"
+    manager.alias("current", "tenant-a")
+    assert manager.get("current") is storage
+    with pytest.raises(ConfigurationError, match="already configured"):
+        manager.register("tenant-a", MemoryFileStorage())
+    with pytest.raises(ConfigurationError, match="already an alias"):
+        manager.register("current", MemoryFileStorage())
+    with pytest.raises(TypeError, match="FileStorage"):
+        manager.register("bad", object())  # type: ignore[arg-type]

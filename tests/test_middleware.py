@@ -111,9 +111,9 @@ async def setup(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     manager.alias("avatars", "files")
     tracked = TrackingStorage()
     tracked.name = "tracked"
-    manager._storages["tracked"] = tracked  # a custom backend instance, registered as is
+    manager.register("tracked", tracked)  # a custom backend instance, registered as is
     public = PublicStorage()
-    manager._storages["public"] = public
+    manager.register("public", public)
     ids = {
         "files": await manager.get("files").create(CONTENT, "data.bin", "application/x-test"),
         "disk": await manager.get("disk").create(CONTENT, "data.bin", "application/x-test"),
