@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._detect import SNIFF_SIZE, detect_content_type
-from ._files import DEFAULT_CHUNK_SIZE, FileIntent, StoredFile
+from ._files import DEFAULT_CHUNK_SIZE, FileIntent, StoredFile, aclose_iterator
 
 __all__ = ["Upload", "prepare_upload"]
 
@@ -51,15 +51,11 @@ class Upload:
                     raise
                 yield chunk
         finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await aclose_iterator(chunks)
 
     async def aclose(self) -> None:
         """Close the chunk stream (and with it the caller's source) early."""
-        aclose = getattr(self.chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose_iterator(self.chunks)
 
 
 def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
@@ -188,9 +184,7 @@ async def _peek(
                 async for chunk in chunks:
                     yield chunk
         finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await aclose_iterator(chunks)
 
     return b"".join(head)[:size], exhausted, replay()
 

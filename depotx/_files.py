@@ -18,11 +18,22 @@ from ._exceptions import BackendError, DepotError
 if TYPE_CHECKING:
     from .storages.base import FileStorage
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "FileIntent", "StoredFile"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "FileIntent", "StoredFile", "aclose_iterator"]
 
 #: Chunk size for streamed reads and writes. Large enough that thread hops
 #: (disk) and round trips (network) stay cheap, small enough that memory stays flat.
 DEFAULT_CHUNK_SIZE = 1024 * 1024
+
+
+async def aclose_iterator(chunks: AsyncIterator[Any]) -> None:
+    """Close an async iterator early, releasing what it holds (a file, a connection).
+
+    Async generators have ``aclose``; a plain async iterator may not, and then
+    there is nothing to release.
+    """
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 @dataclass(frozen=True)
@@ -134,9 +145,7 @@ class StoredFile(abc.ABC):
             where = f" from {self.storage.name!r}" if self.storage and self.storage.name else ""
             raise BackendError(f"reading {self.file_id!r}{where} failed: {exc}") from exc
         finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await aclose_iterator(chunks)
 
     async def read(self, n: int = -1) -> bytes:
         """Read up to ``n`` bytes from the current position (all that is left if ``n < 0``)."""

@@ -30,7 +30,7 @@ from ._exceptions import (
     StoredFileNotFoundError,
 )
 from ._exceptions import StoredFileChangedError as _Changed
-from ._files import DEFAULT_CHUNK_SIZE, StoredFile
+from ._files import DEFAULT_CHUNK_SIZE, StoredFile, aclose_iterator
 from ._ids import is_valid_file_id
 from ._manager import DEFAULT_MOUNTPOINT, DepotManager, StorageManager
 from .storages.base import FileStorage
@@ -379,17 +379,17 @@ class DepotMiddleware:
         try:
             first = await anext(chunks, b"")
         except _Changed:
-            await _close_iterator(chunks)
+            await aclose_iterator(chunks)
             return False
         except Exception as exc:  # noqa: BLE001 - any backend failure is a 502, logged
-            await _close_iterator(chunks)
+            await aclose_iterator(chunks)
             await self._backend_failure(send, head, storage, stored.file_id, exc)
             return True
 
         await send({"type": "http.response.start", "status": status, "headers": headers})
         if not boundary and len(first) == end - start:
             # The whole body in one chunk (most small files): no watcher, no loop.
-            await _close_iterator(chunks)
+            await aclose_iterator(chunks)
             await send({"type": "http.response.body", "body": first})
             return True
         await self._stream(scope, receive, send, stored, storage, segments, boundary, first, chunks)
@@ -425,7 +425,7 @@ class DepotMiddleware:
                     if not await _send_body(send, part, watcher):
                         return
                 if index:
-                    await _close_iterator(chunks)
+                    await aclose_iterator(chunks)
                     chunks = stored.iter_bytes(start, end, chunk_size=self.chunk_size)
                 expected = end - start
                 sent = 0
@@ -474,7 +474,7 @@ class DepotMiddleware:
         finally:
             if watcher is not None:
                 watcher.cancel()
-            await _close_iterator(chunks)
+            await aclose_iterator(chunks)
 
 
 def _needs_watcher(spec_version: str) -> bool:
@@ -525,12 +525,6 @@ async def _send_redirect(send: Send, url: str, head: bool) -> None:
     ]
     await send({"type": "http.response.start", "status": 307, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
-
-
-async def _close_iterator(chunks: AsyncIterator[bytes]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 async def _release(stored: StoredFile) -> None:

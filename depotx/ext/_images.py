@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from .._exceptions import MissingDependencyError, ValidationError
+from .._files import aclose_iterator
 
 if TYPE_CHECKING:
     from .._files import StoredFile
@@ -74,9 +75,7 @@ async def spool(chunks: AsyncIterator[bytes], max_size: int | None) -> IO[bytes]
         target.close()
         raise
     finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose_iterator(chunks)
     target.seek(0)
     return target
 

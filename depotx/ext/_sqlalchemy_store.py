@@ -19,7 +19,7 @@ from typing import IO, Any
 from .._content import _peek, prepare_upload
 from .._detect import SNIFF_SIZE, detect_content_type
 from .._exceptions import ValidationError
-from .._files import StoredFile
+from .._files import StoredFile, aclose_iterator
 from .._ids import split_path
 from ..storages.base import FileStorage
 from ._attached import AttachedFile, AttachedImage, Thumbnail
@@ -58,9 +58,7 @@ async def _limited(chunks: AsyncIterator[bytes], max_size: int | None) -> AsyncI
                 raise ValidationError("max_size", f"the file is larger than {max_size} bytes")
             yield chunk
     finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose_iterator(chunks)
 
 
 async def _sniff(sample: bytes, filename: str | None, complete: bool) -> str:
