@@ -32,6 +32,9 @@ class Upload:
     filename: str
     content_type: str
     metadata: dict[str, str] = field(default_factory=dict)
+    #: What libmagic made of the first bytes, when they were sniffed: the type to
+    #: validate against, whatever the caller claimed.
+    sniffed_type: str | None = None
     #: The exception the caller's content raised, if any: a client that went
     #: away is the caller's failure, not the backend's, and is re-raised as is.
     source_error: BaseException | None = None
@@ -197,13 +200,15 @@ async def prepare_upload(
     *,
     default_filename: str | None = None,
     default_metadata: Mapping[str, str] | None = None,
+    sniff: bool = False,
 ) -> Upload:
     """Resolve filename, content type and metadata for ``content`` and open its stream.
 
     Precedence, highest first: the explicit arguments; what a :class:`FileIntent`
     or :class:`StoredFile` carries; what the object says of itself (its name);
     ``default_filename`` (the old name, on replace); ``"unnamed"``. A content type
-    not given is sniffed from the first bytes.
+    not given is sniffed from the first bytes; ``sniff=True`` sniffs even when one
+    is given (to validate a claim), and ``Upload.sniffed_type`` holds the result.
     """
     metadata = _check_metadata(metadata) if metadata is not None else None
     if isinstance(content, FileIntent):
@@ -219,9 +224,16 @@ async def prepare_upload(
     filename = filename or _name_of(content) or default_filename or DEFAULT_FILENAME
     if metadata is None:
         metadata = dict(default_metadata or {})
-    if content_type is None:
+    sniffed: str | None = None
+    if content_type is None or sniff:
         sample, complete, chunks = await _peek(chunks, SNIFF_SIZE)
-        content_type = await asyncio.to_thread(
-            detect_content_type, sample, filename, complete=complete
-        )
-    return Upload(chunks=chunks, filename=filename, content_type=content_type, metadata=metadata)
+        sniffed = await asyncio.to_thread(detect_content_type, sample, filename, complete=complete)
+        if content_type is None:
+            content_type = sniffed
+    return Upload(
+        chunks=chunks,
+        filename=filename,
+        content_type=content_type,
+        metadata=metadata,
+        sniffed_type=sniffed,
+    )

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .._content import _peek, prepare_upload
+from .._content import prepare_upload
 from .._detect import SNIFF_SIZE, detect_content_type
 from .._exceptions import ValidationError
 from .._files import StoredFile, aclose_iterator
@@ -87,10 +87,12 @@ async def store_content(ftype: FileType, content: Any, *, table: str, column: st
     async with contextlib.AsyncExitStack() as stack:
         if isinstance(content, AttachedFile):  # a copy of another row's file
             content = await stack.enter_async_context(await content.open())
-        upload = await prepare_upload(content)
+        # Sniffed even when the caller names a type: rules check what the bytes are.
+        upload = await prepare_upload(content, sniff=True)
         stack.push_async_callback(upload.aclose)
-        sample, complete, chunks = await _peek(upload.chunks, SNIFF_SIZE)
-        sniffed = await _sniff(sample, upload.filename, complete)
+        chunks = upload.chunks
+        sniffed = upload.sniffed_type
+        assert sniffed is not None  # sniff=True always sniffs; never the client's claim
         ftype.check_type(sniffed)
         content_type = sniffed if ftype.allowed_types is not None else upload.content_type
         metadata = {**upload.metadata, **_marker(table, column)}
