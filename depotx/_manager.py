@@ -60,12 +60,9 @@ class StorageManager:
         Other keys are ignored, so a whole settings dict can be passed. The first
         storage configured becomes the default.
         """
-        self._check_new_name(name)
+        self._check_new_name(name)  # before building: a taken name is the clearer error
         storage = build_storage(options_under(config, prefix), label=name, prefix=prefix)
-        self._storages[name] = storage
-        if self._default is None:
-            self._default = name
-        return storage
+        return self._add(name, storage)
 
     def register(self, name: str, storage: FileStorage) -> FileStorage:
         """Register a storage you built yourself under ``name``.
@@ -79,8 +76,11 @@ class StorageManager:
         self._check_new_name(name)
         if storage.name is None:
             storage.name = name
+        return self._add(name, storage)
+
+    def _add(self, name: str, storage: FileStorage) -> FileStorage:
         self._storages[name] = storage
-        if self._default is None:
+        if self._default is None:  # the first storage is the default
             self._default = name
         return storage
 
