@@ -151,27 +151,6 @@ def _locked(folder: str, *, exclusive: bool) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-async def _finish_in_thread(
-    executor: concurrent.futures.Executor, func: Callable[..., _T], *args: Any, **kwargs: Any
-) -> _T:
-    """Run blocking file work in a worker thread, and never abandon it half-way.
-
-    Cancelling a task does not stop a thread. Were the caller cancelled while the
-    thread renames files into place, the caller's cleanup would race those
-    renames and could leave half a folder behind; so a cancellation first waits
-    for the work to end (it takes milliseconds), then goes on.
-    """
-    call = functools.partial(func, *args, **kwargs)
-    future = asyncio.get_running_loop().run_in_executor(executor, call)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        await asyncio.wait([future])
-        if not future.cancelled():
-            future.exception()  # retrieved: the caller sees the cancellation instead
-        raise
-
-
 def _remove(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -226,9 +205,10 @@ class LocalStoredFile(StoredFile):
 class LocalFileStorage(FileStorage):
     """Files on the local filesystem under ``storage_path`` (created on first write).
 
-    ``cache_size`` small files (up to 64 KiB, ``cache_max_bytes`` in all) are kept
-    in memory once read whole; each ``get`` checks with one ``stat`` that the
-    cached version is still the current one. ``cache_size=0`` turns it off.
+    The metadata of up to ``cache_size`` files is cached, and the content of
+    small ones (up to 64 KiB, ``cache_max_bytes`` in all) once read whole; each
+    ``get`` checks that the cached version is still the current one (see
+    :class:`_FileCache`). ``cache_size=0`` turns it off.
 
     Disk work runs on ``io_threads`` threads of the storage's own (default: one
     more than the CPU cores, at most 8). More threads than that only fight over
@@ -261,10 +241,29 @@ class LocalFileStorage(FileStorage):
             )
         return self._executor
 
+    def _submit(self, func: Callable[..., _T], *args: Any, **kwargs: Any) -> asyncio.Future[_T]:
+        call = functools.partial(func, *args, **kwargs)
+        return asyncio.get_running_loop().run_in_executor(self._pool(), call)
+
     async def _run(self, func: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool(), functools.partial(func, *args)
-        )
+        return await self._submit(func, *args)
+
+    async def _run_to_end(self, func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Run blocking file work on the I/O threads, and never abandon it half-way.
+
+        Cancelling a task does not stop a thread. Were the caller cancelled while the
+        thread renames files into place, the caller's cleanup would race those
+        renames and could leave half a folder behind; so a cancellation first waits
+        for the work to end (it takes milliseconds), then goes on.
+        """
+        future = self._submit(func, *args, **kwargs)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await asyncio.wait([future])
+            if not future.cancelled():
+                future.exception()  # retrieved: the caller sees the cancellation instead
+            raise
 
     async def _read_at(self, fd: int, size: int, offset: int) -> bytes:
         """``os.pread``, on the event loop when the data is in the page cache."""
@@ -293,7 +292,7 @@ class LocalFileStorage(FileStorage):
             executor.shutdown(wait=False)
 
     def _folder(self, file_id: str) -> str:
-        return os.path.join(self.storage_path, file_id)
+        return self._root + file_id  # ids are validated: never a separator or ".."
 
     # -- reading -----------------------------------------------------------------
 
@@ -366,7 +365,7 @@ class LocalFileStorage(FileStorage):
         because they cost microseconds against the tens a thread hop costs (the
         trade nginx's ``open_file_cache`` makes). No content is read here.
         """
-        folder = f"{self._root}{file_id}{os.sep}"
+        folder = self._folder(file_id) + os.sep
         try:
             if _version(os.stat(folder + METADATA)) != entry.metadata:
                 return None
@@ -488,15 +487,13 @@ class LocalFileStorage(FileStorage):
             if first is None or second is None:
                 # The whole content is in hand (up to one chunk: avatars, most
                 # documents): write, hash and commit it in a single thread hop.
-                await _finish_in_thread(
-                    self._pool(), self._store_whole, folder, content, first or b"", upload, replace
+                await self._run_to_end(
+                    self._store_whole, folder, content, first or b"", upload, replace
                 )
             else:
-                await _finish_in_thread(self._pool(), os.makedirs, folder, exist_ok=replace)
+                await self._run_to_end(os.makedirs, folder, exist_ok=replace)
                 length, checksum = await self._write_content(content, upload, (first, second))
-                await _finish_in_thread(
-                    self._pool(), self._commit, folder, content, upload, length, checksum
-                )
+                await self._run_to_end(self._commit, folder, content, upload, length, checksum)
             self._cache.discard(file_id)
             done = True
         finally:
