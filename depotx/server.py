@@ -28,6 +28,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._exceptions import ConfigurationError, MissingDependencyError, StoredFileNotFoundError
+from ._files import StoredFile
 from ._manager import DEFAULT_MOUNTPOINT, StorageManager
 from .middleware import DepotMiddleware
 
@@ -169,7 +170,8 @@ def create_app(
     manager.set_mountpoint(mountpoint)
     storage_name = manager.get_default()  # fail now, not on the first request
 
-    def describe(request: Request, file_id: str, stored: Any) -> dict[str, Any]:
+    def describe(request: Request, stored: StoredFile) -> dict[str, Any]:
+        file_id = stored.file_id
         path = f"{storage_name}/{file_id}"
         url = manager.url_for(path)
         if url.startswith("/"):
@@ -191,7 +193,7 @@ def create_app(
         async for file_id in storage.list():
             try:
                 async with await storage.get(file_id) as stored:
-                    found.append(describe(request, file_id, stored))
+                    found.append(describe(request, stored))
             except StoredFileNotFoundError:
                 continue  # deleted since it was listed
             if len(found) >= _LIST_LIMIT:
@@ -260,7 +262,7 @@ def create_app(
         except HTTPException as exc:  # malformed multipart, too many fields
             return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
         async with await storage.get(file_id) as stored:
-            described = describe(request, file_id, stored)
+            described = describe(request, stored)
         if request.query_params.get("next") == "page":
             # The browser form: back to the page, which now lists the file.
             root = request.scope.get("root_path", "")
