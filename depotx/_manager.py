@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ._config import build_storage, env_settings, options_under
 from ._exceptions import ConfigurationError, StorageNotFoundError
 from ._files import StoredFile
-from ._ids import split_path, validate_file_id
+from ._ids import split_path
 from .storages.base import FileStorage
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ class StorageManager:
         """
         storage_name, file_id = split_path(path)
         storage = self.get(storage_name)
-        public = storage.public_url(validate_file_id(file_id))
+        public = storage.public_url(file_id)  # validated by split_path and the storage
         if public:
             return public
         return f"{self._mountpoint}/{storage_name}/{file_id}"

@@ -30,11 +30,6 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
-def _file_id_of(file_or_id: StoredFile | str) -> str:
-    file_id = file_or_id.file_id if isinstance(file_or_id, StoredFile) else file_or_id
-    return validate_file_id(file_id)
-
-
 class FileStorage(abc.ABC):
     """Abstract base class of every storage backend.
 
@@ -84,13 +79,25 @@ class FileStorage(abc.ABC):
     @abc.abstractmethod
     def _list(self) -> AsyncIterator[str]: ...
 
+    def _validate_id(self, file_id: object) -> str:
+        """Return ``file_id`` if this storage could hold it, else raise ``InvalidFileIdError``.
+
+        Every public method goes through here before any I/O. A backend with an id
+        format of its own (GridFS: ObjectIds) refines it, once, for all of them.
+        """
+        return validate_file_id(file_id)
+
+    def _file_id_of(self, file_or_id: StoredFile | str) -> str:
+        file_id = file_or_id.file_id if isinstance(file_or_id, StoredFile) else file_or_id
+        return self._validate_id(file_id)
+
     def public_url(self, file_id: str) -> str | None:
         """The URL a client can fetch ``file_id`` from directly, or ``None``.
 
         Synchronous and free of I/O so that ``url_for`` stays cheap; a storage
         answers only where the URL will actually serve the file.
         """
-        validate_file_id(file_id)
+        self._validate_id(file_id)
         return None
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, not an abstract method
@@ -145,7 +152,7 @@ class FileStorage(abc.ABC):
         filedepot's backup pattern ``backup.replace(stored, stored)``: a
         ``StoredFile`` from another storage is stored here under its own id.
         """
-        file_id = _file_id_of(file_or_id)
+        file_id = self._file_id_of(file_or_id)
         old: StoredFile | None
         try:
             old = await self.get(file_id)
@@ -183,7 +190,7 @@ class FileStorage(abc.ABC):
 
     async def get(self, file_id: str) -> StoredFile:
         """Open the file ``file_id``; close the returned :class:`StoredFile` when done."""
-        file_id = validate_file_id(file_id)
+        file_id = self._validate_id(file_id)
         try:
             return await self._get(file_id)
         except DepotError:
@@ -193,7 +200,7 @@ class FileStorage(abc.ABC):
 
     async def delete(self, file_or_id: StoredFile | str) -> None:
         """Delete a file. Deleting a file that does not exist is not an error."""
-        file_id = _file_id_of(file_or_id)
+        file_id = self._file_id_of(file_or_id)
         try:
             await self._delete(file_id)
         except DepotError:
@@ -202,7 +209,7 @@ class FileStorage(abc.ABC):
             raise self._failure("delete", file_id, exc) from exc
 
     async def exists(self, file_or_id: StoredFile | str) -> bool:
-        file_id = _file_id_of(file_or_id)
+        file_id = self._file_id_of(file_or_id)
         try:
             return await self._exists(file_id)
         except DepotError:

@@ -60,7 +60,6 @@ from .._exceptions import (
     StoredFileNotFoundError,
 )
 from .._files import StoredFile
-from .._ids import validate_file_id
 from .base import FileStorage, utcnow
 
 try:
@@ -88,16 +87,7 @@ _SWAP_ATTEMPTS = 20
 
 
 def _object_id(file_id: str) -> Any:
-    """The ObjectId for ``file_id``, refusing anything but 24 lowercase hex digits.
-
-    One spelling per id (``str(ObjectId())``, what filedepot returns) keeps URLs
-    and caches from holding the same file under two names.
-    """
-    validate_file_id(file_id)
-    if not _OBJECT_ID_RE.fullmatch(file_id):
-        raise InvalidFileIdError(
-            f"malformed GridFS file id {file_id!r}: expected an ObjectId, 24 lowercase hex digits"
-        )
+    """The ObjectId of an id that ``GridFSStorage._validate_id`` accepted."""
     return _mongo.ObjectId(file_id)
 
 
@@ -398,9 +388,19 @@ class GridFSStorage(FileStorage):
     def _new_id(self) -> str:
         return str(_mongo.ObjectId())
 
-    def public_url(self, file_id: str) -> str | None:
-        _object_id(file_id)
-        return None
+    def _validate_id(self, file_id: object) -> str:
+        """Only 24 lowercase hex digits (an ObjectId), checked before any I/O.
+
+        One spelling per id (``str(ObjectId())``, what filedepot returns) keeps URLs
+        and caches from holding the same file under two names.
+        """
+        checked = super()._validate_id(file_id)
+        if not _OBJECT_ID_RE.fullmatch(checked):
+            raise InvalidFileIdError(
+                f"malformed GridFS file id {checked!r}: "
+                "expected an ObjectId, 24 lowercase hex digits"
+            )
+        return checked
 
     def _stored_file(self, doc: Mapping[str, Any]) -> GridFSStoredFile:
         version, legacy = _version_of(doc)

@@ -45,7 +45,7 @@ from .._exceptions import (
     ValidationError,
 )
 from .._files import StoredFile
-from .._ids import is_valid_file_id, validate_file_id
+from .._ids import is_valid_file_id
 from .base import FileStorage, utcnow
 
 try:
@@ -856,7 +856,7 @@ class S3Storage(FileStorage):
         readable there only with a public ACL or bucket policy). ``presigned``: a
         SigV4 URL valid ``presigned_expires`` seconds, signed with local credentials.
         """
-        file_id = validate_file_id(file_id)
+        file_id = self._validate_id(file_id)
         if self.public_url_mode == "none":
             return None
         key = self._key(file_id)
