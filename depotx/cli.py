@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ._exceptions import ConfigurationError, DepotError
+from ._ids import split_path
 from ._manager import StorageManager
 
 __all__ = ["build_manager", "load_settings", "main"]
@@ -162,7 +163,7 @@ async def _info(manager: StorageManager, args: argparse.Namespace) -> int:
 
 async def _rm(manager: StorageManager, args: argparse.Namespace) -> int:
     for path in args.paths:
-        storage_name, _, file_id = _path_for(manager, path).partition("/")
+        storage_name, file_id = split_path(_path_for(manager, path))
         await manager.get(storage_name).delete(file_id)
     return 0
 
