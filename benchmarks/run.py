@@ -387,6 +387,43 @@ def _http_scenarios(
             return []
         return ["errors under load: " + ", ".join(f"{n} {c}" for n, c in counts.items())]
 
+    def transfer_rows(
+        label: str,
+        unit: str,
+        metric: str,
+        per: dict[str, dict[str, Any]],
+        contenders: Sequence[str],
+        notes: Sequence[str] = (),
+    ) -> list[Row]:
+        """A transfer scenario's rows: against filedepot, against StaticFiles, server RSS."""
+        against_filedepot = _ratio_row(
+            label,
+            unit,
+            per["depotx"][metric],
+            "filedepot (gunicorn sync)",
+            per["filedepot"][metric],
+            0.6,
+        )
+        against_filedepot.notes += [*notes, *errors_note(per)]
+        return [
+            against_filedepot,
+            _ratio_row(
+                label,
+                unit,
+                per["depotx"][metric],
+                "Starlette StaticFiles",
+                per["starlette"][metric],
+                5,
+            ),
+            _limit_row(
+                f"{label}: server RSS growth",
+                "MiB",
+                per["depotx"]["rss_growth_mib"],
+                32,
+                peer=_rss_peers(per, contenders),
+            ),
+        ]
+
     small_contenders = ["depotx", "filedepot", "starlette", "bare"]
     for label, file_id, size in (
         ("GET 1 KiB", files.small, KiB),
@@ -460,36 +497,7 @@ def _http_scenarios(
         connections=1,
         measure_rss=True,
     )
-    rows.append(
-        _ratio_row(
-            big_label,
-            "MiB/s",
-            per["depotx"]["mib_s"],
-            "filedepot (gunicorn sync)",
-            per["filedepot"]["mib_s"],
-            0.6,
-        )
-    )
-    rows[-1].notes += errors_note(per)
-    rows.append(
-        _ratio_row(
-            big_label,
-            "MiB/s",
-            per["depotx"]["mib_s"],
-            "Starlette StaticFiles",
-            per["starlette"]["mib_s"],
-            5,
-        )
-    )
-    rows.append(
-        _limit_row(
-            f"{big_label}: server RSS growth",
-            "MiB",
-            per["depotx"]["rss_growth_mib"],
-            32,
-            peer=_rss_peers(per, big_contenders),
-        )
-    )
+    rows += transfer_rows(big_label, "MiB/s", "mib_s", per, big_contenders)
 
     range_label = "GET 64 KiB range of 1 MiB"
     per = load(
@@ -504,37 +512,13 @@ def _http_scenarios(
         measure_rss=True,
     )
     filedepot_note = "; ".join(per["filedepot"]["notes"])
-    rows.append(
-        _ratio_row(
-            range_label,
-            "useful MiB/s",
-            per["depotx"]["useful_mib_s"],
-            "filedepot (gunicorn sync)",
-            per["filedepot"]["useful_mib_s"],
-            0.6,
-        )
-    )
-    if filedepot_note:
-        rows[-1].notes.append(f"filedepot ignores Range: {filedepot_note}")
-    rows[-1].notes += errors_note(per)
-    rows.append(
-        _ratio_row(
-            range_label,
-            "useful MiB/s",
-            per["depotx"]["useful_mib_s"],
-            "Starlette StaticFiles",
-            per["starlette"]["useful_mib_s"],
-            5,
-        )
-    )
-    rows.append(
-        _limit_row(
-            f"{range_label}: server RSS growth",
-            "MiB",
-            per["depotx"]["rss_growth_mib"],
-            32,
-            peer=_rss_peers(per, big_contenders),
-        )
+    rows += transfer_rows(
+        range_label,
+        "useful MiB/s",
+        "useful_mib_s",
+        per,
+        big_contenders,
+        notes=[f"filedepot ignores Range: {filedepot_note}"] if filedepot_note else [],
     )
     return rows
 
