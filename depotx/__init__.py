@@ -20,6 +20,7 @@ from ._exceptions import (
     MissingDependencyError,
     StorageNotFoundError,
     StoredFileChangedError,
+    StoredFileExistsError,
     StoredFileNotFoundError,
     ValidationError,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "StorageNotFoundError",
     "StoredFile",
     "StoredFileChangedError",
+    "StoredFileExistsError",
     "StoredFileNotFoundError",
     "ValidationError",
     "__version__",

@@ -133,14 +133,18 @@ def convert_value(value: Any, annotation: Any) -> Any:
             "null",
         }:
             return None
-        if str in members:
-            return value
         errors: list[str] = []
+        # The typed members first: for ``bool | str`` "true" is a bool, and any
+        # other text is the string.
         for member in members:
+            if member is str:
+                continue
             try:
                 return _convert_scalar(value, member)
             except ValueError as exc:
                 errors.append(str(exc))
+        if str in members:
+            return value
         raise ValueError("; ".join(errors))
     return _convert_scalar(value, annotation)
 

@@ -18,10 +18,9 @@ from typing import Any
 
 from ._detect import SNIFF_SIZE, detect_content_type
 from ._files import DEFAULT_CHUNK_SIZE, FileIntent, StoredFile, aclose_iterator
+from ._formats import DEFAULT_FILENAME
 
 __all__ = ["Upload", "prepare_upload"]
-
-DEFAULT_FILENAME = "unnamed"
 
 
 @dataclass

@@ -9,6 +9,7 @@ does not know about depotx keeps working::
     ├── StorageNotFoundError      (LookupError)  no storage or alias by that name
     ├── InvalidFileIdError        (ValueError)   a file id or path that no storage could hold
     ├── StoredFileNotFoundError   (FileNotFoundError)  a well-formed id with no file behind it
+    ├── StoredFileExistsError     (FileExistsError)    a create-only write found the id taken
     ├── StoredFileChangedError    (RuntimeError) the file was replaced after it was opened
     ├── MissingDependencyError    (ImportError)  an optional extra is not installed
     ├── ValidationError           (ValueError)   content refused by a rule (size, type, ...)
@@ -29,6 +30,7 @@ __all__ = [
     "MissingDependencyError",
     "StorageNotFoundError",
     "StoredFileChangedError",
+    "StoredFileExistsError",
     "StoredFileNotFoundError",
     "ValidationError",
 ]
@@ -65,6 +67,19 @@ class StoredFileNotFoundError(DepotError, FileNotFoundError):
         self.file_id = file_id
         where = f" in storage {storage!r}" if storage else ""
         super().__init__(f"file {file_id!r} does not exist{where}")
+
+
+class StoredFileExistsError(DepotError, FileExistsError):
+    """A create-only write found its id already taken; the existing file is untouched.
+
+    Of several concurrent creates of one id exactly one wins; the others raise
+    this and store nothing.
+    """
+
+    def __init__(self, file_id: str, storage: str | None = None) -> None:
+        self.file_id = file_id
+        where = f" in storage {storage!r}" if storage else ""
+        super().__init__(f"file {file_id!r} already exists{where}")
 
 
 class StoredFileChangedError(DepotError, RuntimeError):

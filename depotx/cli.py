@@ -176,7 +176,23 @@ async def _cp(manager: StorageManager, args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"put": _put, "get": _get, "ls": _ls, "info": _info, "rm": _rm, "cp": _cp}
+async def _cleanup(manager: StorageManager, args: argparse.Namespace) -> int:
+    names = [manager.resolve_alias(args.storage)] if args.storage else manager.names
+    for name in names:
+        removed = await manager.get(name).cleanup(args.older_than)
+        print(f"{name}: removed {removed} stale leftover{'' if removed == 1 else 's'}")
+    return 0
+
+
+_COMMANDS = {
+    "put": _put,
+    "get": _get,
+    "ls": _ls,
+    "info": _info,
+    "rm": _rm,
+    "cp": _cp,
+    "cleanup": _cleanup,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -212,6 +228,17 @@ def _parser() -> argparse.ArgumentParser:
     cp = commands.add_parser("cp", help="copy a stored file into another storage")
     cp.add_argument("path", help="storage/fileid to copy")
     cp.add_argument("storage", help="target storage or alias")
+
+    cleanup = commands.add_parser(
+        "cleanup", help="remove what crashed or killed uploads left behind"
+    )
+    cleanup.add_argument("storage", nargs="?", help="storage or alias (default: every storage)")
+    cleanup.add_argument(
+        "--older-than",
+        type=float,
+        metavar="SECONDS",
+        help="only leftovers at least this old (default: each storage's temp_max_age, 1 day)",
+    )
 
     serve = commands.add_parser("serve", help="serve an upload page and the files over HTTP")
     serve.add_argument("--host", default="127.0.0.1")

@@ -19,6 +19,7 @@ pytest-asyncio's strict mode, decorate the fixture with ``@pytest_asyncio.fixtur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 from collections.abc import AsyncIterator
@@ -27,8 +28,13 @@ from pathlib import Path
 
 import pytest
 
-from ._exceptions import InvalidFileIdError, StoredFileChangedError, StoredFileNotFoundError
-from ._files import FileIntent, StoredFile
+from ._exceptions import (
+    InvalidFileIdError,
+    StoredFileChangedError,
+    StoredFileExistsError,
+    StoredFileNotFoundError,
+)
+from ._files import BytesStoredFile, FileIntent, StoredFile
 from .storages.base import FileStorage
 from .storages.memory import MemoryFileStorage
 
@@ -451,6 +457,158 @@ class StorageContract:
         contents = await asyncio.gather(*(_content(storage, file_id) for file_id in ids))
         assert contents == payloads
 
-    async def test_storage_closes(self, storage: FileStorage) -> None:
-        await storage.create(b"x")
+    async def test_storage_closes_and_reopens(self, storage: FileStorage) -> None:
+        file_id = await storage.create(b"x")
         await storage.aclose()
+        # A closed storage opens its clients again on next use.
+        assert await _content(storage, file_id) == b"x"
+        await storage.aclose()
+
+    # -- races on one id ------------------------------------------------------------------
+
+    async def test_delete_during_replace_wins(self, storage: FileStorage) -> None:
+        """A delete that lands while a replace uploads wins: the file does not come back."""
+        file_id = await storage.create(b"old content", "old.txt")
+        uploading = asyncio.Event()
+        release = asyncio.Event()
+
+        async def slow() -> AsyncIterator[bytes]:
+            yield b"n" * 70_000
+            uploading.set()
+            await release.wait()
+            yield b"end"
+
+        replacing = asyncio.ensure_future(storage.replace(file_id, slow(), "new.txt"))
+        await uploading.wait()
+        await storage.delete(file_id)
+        release.set()
+        with pytest.raises(StoredFileNotFoundError):
+            await replacing
+        assert not await storage.exists(file_id)
+        assert await _ids(storage) == set()
+        with pytest.raises(StoredFileNotFoundError):
+            await storage.get(file_id)
+
+    async def test_replace_and_delete_racing_lose_only_with_not_found(
+        self, storage: FileStorage
+    ) -> None:
+        """Many replaces and deletes of one id: the losers raise not-found, nothing else."""
+        for round_ in range(8):
+            file_id = await storage.create(b"v0", "v0.bin")
+
+            async def replace(n: int, file_id: str = file_id) -> None:
+                await storage.replace(file_id, bytes([n]) * (20_000 + n), f"v{n}.bin")
+
+            results = await asyncio.gather(
+                *(replace(n) for n in range(1, 5)),
+                storage.delete(file_id),
+                *(replace(n) for n in range(5, 8)),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    assert isinstance(result, StoredFileNotFoundError), repr(result)
+            assert not await storage.exists(file_id), f"round {round_}: the delete was undone"
+        assert await _ids(storage) == set()
+
+    async def test_readers_never_mix_versions_across_deletes(self, storage: FileStorage) -> None:
+        """Replace, delete and re-create (filedepot's backup pattern) under concurrent readers."""
+        # Version n is n+1 repeated 2,000+n times and named v<n>.bin: any mix of one
+        # version's metadata with another's bytes shows.
+        names = {n: f"v{n}.bin" for n in range(6)}
+
+        def content(n: int) -> bytes:
+            return bytes([n + 1]) * (2_000 + n)
+
+        file_id = await storage.create(content(0), names[0])
+        elsewhere = MemoryFileStorage()
+        stop = asyncio.Event()
+        seen: list[int] = []
+
+        def foreign() -> StoredFile:
+            # A file of another storage with this id: replace() stores it whether or not
+            # the id exists here, so a deleted id comes back through it.
+            return BytesStoredFile(
+                file_id,
+                content(0),
+                filename=names[0],
+                content_type="application/octet-stream",
+                last_modified=datetime.now(timezone.utc),
+                checksum="x",
+                storage=elsewhere,
+            )
+
+        async def writer() -> None:
+            try:
+                for round_ in range(5):
+                    for n in range(1, 6):
+                        with contextlib.suppress(StoredFileNotFoundError):
+                            await storage.replace(file_id, content(n), names[n])
+                    await storage.delete(file_id)
+                    await storage.replace(foreign(), foreign())
+                    assert await storage.exists(file_id), f"round {round_}"
+            finally:
+                stop.set()
+
+        async def reader() -> None:
+            while not stop.is_set():
+                try:
+                    async with await storage.get(file_id) as stored:
+                        data = await stored.read()
+                except (StoredFileNotFoundError, StoredFileChangedError):
+                    await asyncio.sleep(0)
+                    continue
+                n = data[0] - 1 if data else -1
+                assert data == content(n), "bytes of no single version"
+                assert stored.filename == names[n], f"{stored.filename} with the bytes of v{n}"
+                assert stored.content_length == len(data)
+                seen.append(n)
+                # A pause between reads: a backend whose reads never wait (an
+                # in-process fake) must not starve the writer.
+                await asyncio.sleep(0.001)
+
+        await asyncio.gather(writer(), reader(), reader())
+        assert seen, "the readers never got the file"
+
+    async def test_cancelled_replace_raises_or_commits_never_both(
+        self, storage: FileStorage
+    ) -> None:
+        file_id = await storage.create(b"old", "old.txt")
+        outcomes = set()
+        for step in range(40):
+            task = asyncio.ensure_future(storage.replace(file_id, b"new", "new.txt"))
+            if step < 20:
+                for _ in range(step):
+                    await asyncio.sleep(0)
+            else:
+                await asyncio.sleep((step - 20) * 0.0005)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                committed = False
+            else:
+                committed = True
+            outcomes.add(committed)
+            async with await storage.get(file_id) as stored:
+                expected = (b"new", "new.txt") if committed else (b"old", "old.txt")
+                assert (await stored.read(), stored.filename) == expected, f"step {step}"
+            if committed:
+                await storage.replace(file_id, b"old", "old.txt")
+        assert False in outcomes, "no cancellation landed before the commit"
+
+    async def test_create_with_a_taken_id_leaves_the_file_alone(
+        self, storage: FileStorage, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A colliding ``_new_id`` (a documented hook) raises and removes nothing."""
+        file_id = await storage.create(b"precious", "keep.txt", "text/plain")
+        monkeypatch.setattr(storage, "_new_id", lambda: file_id)
+        with pytest.raises(StoredFileExistsError) as info:
+            await storage.create(b"intruder" * 10_000, "other.txt")
+        assert isinstance(info.value, FileExistsError)
+        with pytest.raises(StoredFileExistsError):
+            await storage.create(b"small intruder", "other.txt")
+        monkeypatch.undo()
+        async with await storage.get(file_id) as stored:
+            assert (stored.filename, await stored.read()) == ("keep.txt", b"precious")
+        assert await _ids(storage) == {file_id}

@@ -162,3 +162,23 @@ def test_bad_config_files(tmp_path: Path, content: str, message: str) -> None:
         build_manager(str(config))
     with pytest.raises(ConfigurationError, match="does not exist"):
         build_manager(str(tmp_path / "missing.ini"))
+
+
+def test_cleanup_removes_stale_leftovers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    stale = tmp_path / "depot-files" / ".depotx-staging" / "killed-upload"
+    stale.mkdir(parents=True)
+    (stale / "file").write_bytes(b"half")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    code, out, _ = _run(capsys, "cleanup")
+    assert (code, out) == (0, "default: removed 0 stale leftovers\n")
+    assert stale.exists(), "younger than a day: may be an upload still running"
+    code, out, _ = _run(capsys, "cleanup", "default", "--older-than", "3600")
+    assert (code, out) == (0, "default: removed 1 stale leftover\n")
+    assert not stale.exists()

@@ -330,35 +330,54 @@ def test_cache_options_from_config() -> None:
     assert (storage._cache.max_entries, storage._cache.max_bytes) == (0, 9)
 
 
-async def test_cancelled_create_waits_for_the_commit_thread(
+async def test_cancelled_create_during_its_commit_completes(
     storage: LocalFileStorage, store_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A thread renaming files into place is never abandoned half-way by a cancellation."""
+    """A cancellation that arrives while files are renamed into place comes too late.
+
+    The commit thread is never abandoned half-way, and the call then returns
+    normally: it never raises ``CancelledError`` for a file that was stored.
+    """
     import threading
     import time
 
     in_commit = threading.Event()
-    finished: list[float] = []
     original = storage._commit
 
     def slow_commit(*args: object) -> None:
         in_commit.set()
         time.sleep(0.2)
         original(*args)  # type: ignore[arg-type]
-        finished.append(time.monotonic())
 
     monkeypatch.setattr(storage, "_commit", slow_commit)
     task = asyncio.ensure_future(storage.create(b"x" * 10, "x.bin"))
     await asyncio.to_thread(in_commit.wait, 5)
     task.cancel()
+    file_id = await task
+    assert await _read(storage, file_id) == ("x.bin", b"x" * 10)
+    assert sorted(p.name for p in store_path.iterdir()) == [file_id]
+
+
+async def test_cancelled_create_before_its_commit_leaves_nothing(
+    storage: LocalFileStorage, store_path: Path
+) -> None:
+    started = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"x" * 70_000
+        started.set()
+        yield b"y" * 70_000
+        await asyncio.sleep(10)
+        yield b"never"
+
+    task = asyncio.ensure_future(storage.create(slow(), "x.bin"))
+    await started.wait()
+    await asyncio.sleep(0.05)
+    task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    cancelled_at = time.monotonic()
-    assert finished
-    assert finished[0] <= cancelled_at, "the commit ran to its end before the cancellation"
-    await asyncio.sleep(0.3)
     leftovers = [p.name for p in store_path.iterdir()] if store_path.exists() else []
-    assert leftovers == [], "a cancelled create leaves nothing, not even an empty folder"
+    assert leftovers == [], "a cancelled create leaves nothing, not even its staging folder"
 
 
 async def test_small_uploads_are_stored_in_one_thread_hop(
@@ -374,6 +393,7 @@ async def test_small_uploads_are_stored_in_one_thread_hop(
         )
         return original(executor, func, *args)  # type: ignore[arg-type]
 
+    await storage.create(b"first", "f.bin", "application/octet-stream")  # sweeps once
     monkeypatch.setattr(loop, "run_in_executor", counting)
     await storage.create(b"small content", "s.bin", "application/octet-stream")
     assert hops == ["_store_whole"]
@@ -451,3 +471,229 @@ async def test_a_real_read_error_is_a_backend_error(
         assert isinstance(info.value.__cause__, OSError)
         with pytest.raises(BackendError):
             await anext(stored.iter_bytes(0, 10))
+
+
+# -- hardening: races, crash leftovers, corrupt entries, links -------------------------
+
+
+async def test_replace_racing_delete_leaves_no_bookkeeping_behind(
+    storage: LocalFileStorage, store_path: Path
+) -> None:
+    for _ in range(20):
+        file_id = await storage.create(b"v0" * 40_000)
+        results = await asyncio.gather(
+            storage.replace(file_id, b"v1" * 40_000),
+            storage.delete(file_id),
+            storage.replace(file_id, b"v2"),
+            return_exceptions=True,
+        )
+        assert all(r is None or isinstance(r, (str, StoredFileNotFoundError)) for r in results)
+    # no .deleted-* folder, no staging area, no temporaries: only what exists
+    assert sorted(p.name for p in store_path.iterdir()) == []
+
+
+_KILLED_WRITER = """
+import asyncio, sys
+from depotx import LocalFileStorage
+
+async def main():
+    storage = LocalFileStorage(sys.argv[1])
+    async def endless():
+        while True:
+            yield b"x" * (1 << 20)
+            print("chunk", flush=True)
+            await asyncio.sleep(0)
+    await storage.create(endless(), "big.bin")
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_writer_leaves_a_leftover_that_cleanup_removes(
+    store_path: Path,
+) -> None:
+    import sys
+    import time
+
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _KILLED_WRITER, str(store_path), stdout=asyncio.subprocess.PIPE
+    )
+    assert writer.stdout is not None
+    for _ in range(5):
+        assert await writer.stdout.readline() == b"chunk\n"
+    writer.kill()  # SIGKILL: no cleanup of any kind runs
+    await writer.wait()
+
+    staged = list((store_path / ".depotx-staging").iterdir())
+    assert len(staged) == 1
+    assert (staged[0] / "file").stat().st_size >= 4 << 20
+    storage = LocalFileStorage(store_path)
+    assert [i async for i in storage.list()] == []
+    # Young leftovers may belong to an upload still running: kept.
+    assert await storage.cleanup() == 0
+    assert staged[0].exists()
+    # A day old (as the default age says): removed, by cleanup ...
+    old = time.time() - 2 * 86400
+    os.utime(staged[0], (old, old))
+    assert await storage.cleanup() == 1
+    assert not (store_path / ".depotx-staging").exists()
+    # ... and by the first write of a storage, which sweeps the staging area.
+    leftover = store_path / ".depotx-staging" / "crashed"
+    leftover.mkdir(parents=True)
+    os.utime(leftover, (old, old))
+    fresh = LocalFileStorage(store_path)
+    await fresh.create(b"after a crash")
+    assert not leftover.exists()
+
+
+async def test_cleanup_removes_depotx_01_temporaries_and_old_trash(
+    storage: LocalFileStorage, store_path: Path
+) -> None:
+    import time
+
+    file_id = await storage.create(b"kept")
+    legacy = store_path / file_id / ".file.0123abcd.tmp"
+    legacy.write_bytes(b"half an upload")
+    trash = store_path / ".deleted-x-1234"
+    trash.mkdir()
+    (trash / "file").write_bytes(b"deleted")
+    old = time.time() - 3600
+    for path in (legacy, trash):
+        os.utime(path, (old, old))
+    assert await storage.cleanup(older_than=60) == 2
+    assert not legacy.exists()
+    assert not trash.exists()
+    assert await _read(storage, file_id) == ("unnamed", b"kept")
+    with pytest.raises(ValueError, match="negative"):
+        await storage.cleanup(older_than=-1)
+
+
+def test_fsync_and_temp_max_age_options() -> None:
+    manager = StorageManager()
+    storage = manager.configure(
+        "s", {"depot.storage_path": "/tmp/x", "depot.fsync": "false", "depot.temp_max_age": "60"}
+    )
+    assert isinstance(storage, LocalFileStorage)
+    assert storage.fsync is False
+    assert storage.temp_max_age.total_seconds() == 60
+    assert LocalFileStorage("/tmp/x").fsync is True
+    with pytest.raises(ConfigurationError, match="temp_max_age"):
+        LocalFileStorage("/tmp/x", temp_max_age=-1)
+    with pytest.raises(ConfigurationError, match="cache_size"):
+        LocalFileStorage("/tmp/x", cache_size=-1)
+
+
+async def test_writes_are_synced_before_they_return(
+    storage: LocalFileStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    original = os.fsync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        original(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    file_id = await storage.create(b"durable")
+    # content, depotx.json, metadata.json, and the root folder naming the new file
+    assert len(synced) == 4
+    synced.clear()
+    await storage.replace(file_id, b"durable too")
+    assert len(synced) == 4  # content, two metadata files, the file's folder
+    synced.clear()
+    storage.fsync = False
+    await storage.replace(file_id, b"fast")
+    assert synced == []
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["bad json", "not an object", "metadata is a folder", "no content", "content is a folder"],
+)
+async def test_one_corrupt_entry_does_not_break_listings(
+    storage: LocalFileStorage, store_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = [await storage.create(b"good") for _ in range(3)]
+    bad = await storage.create(b"bad")
+    folder = store_path / bad
+    if damage == "bad json":
+        (folder / "metadata.json").write_text("{not json")
+    elif damage == "not an object":
+        (folder / "metadata.json").write_text("[1, 2]")
+    elif damage == "metadata is a folder":
+        (folder / "metadata.json").unlink()
+        (folder / "metadata.json").mkdir()
+    elif damage == "no content":
+        (folder / "file").unlink()
+    else:
+        (folder / "file").unlink()
+        (folder / "file").mkdir()
+
+    fresh = LocalFileStorage(store_path)
+    with caplog.at_level("WARNING", logger="depotx"):
+        listed = {i async for i in fresh.list()}
+        assert {i async for i in fresh.list()} == listed
+    assert listed == set(good)
+    if damage in ("no content", "content is a folder"):
+        # Metadata without content is no file at all: absent everywhere.
+        assert not await fresh.exists(bad)
+        with pytest.raises(StoredFileNotFoundError):
+            await fresh.get(bad)
+        return
+    # Logged once, however often it is listed.
+    assert [r.getMessage() for r in caplog.records].count(
+        f"depotx: LocalFileStorage: skipping {folder} in listings: its metadata is corrupt"
+    ) == 1
+    with pytest.raises(BackendError, match="corrupt") as info:
+        await fresh.get(bad)
+    assert str(folder) in str(info.value)
+
+
+async def test_links_planted_in_the_store_are_never_followed(
+    storage: LocalFileStorage, store_path: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "file").write_bytes(b"secret")
+    (outside / "metadata.json").write_text('{"filename": "secret.txt"}')
+    file_id = await storage.create(b"mine", "mine.txt")
+
+    # A whole folder replaced by a link to a folder outside the store.
+    planted = "0b5c0c0e-4bd6-4b8e-9d4f-3f0a4c8f1f7e"
+    (store_path / planted).symlink_to(outside)
+    with pytest.raises(BackendError, match="symbolic link"):
+        await storage.get(planted)
+    assert planted not in {i async for i in storage.list()}
+    # The link is removed by delete, never what it points to.
+    await storage.delete(planted)
+    assert not (store_path / planted).exists()
+    assert (outside / "file").read_bytes() == b"secret"
+
+    # A file inside a real folder replaced by a link.
+    content = store_path / file_id / "file"
+    content.unlink()
+    content.symlink_to(outside / "file")
+    fresh = LocalFileStorage(store_path)
+    with pytest.raises(BackendError, match="symbolic link"):
+        await fresh.get(file_id)
+    target = outside / "victim"
+    target.write_bytes(b"untouched")
+    (store_path / file_id / "metadata.json").unlink()
+    (store_path / file_id / "metadata.json").symlink_to(target)
+    with pytest.raises(BackendError, match="symbolic link"):
+        await fresh.replace(file_id, b"overwrite?")
+    assert target.read_bytes() == b"untouched"
+
+
+async def test_relative_storage_path_is_fixed_at_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    storage = LocalFileStorage("files")
+    assert storage.storage_path == str(tmp_path / "files")
+    file_id = await storage.create(b"here")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert await _read(storage, file_id) == ("unnamed", b"here")
+    assert not (elsewhere / "files").exists()

@@ -14,7 +14,7 @@ import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -30,11 +30,13 @@ from depotx import (
     ConfigurationError,
     FileStorage,
     StorageManager,
+    StoredFileExistsError,
     StoredFileNotFoundError,
     ValidationError,
 )
 from depotx.storages.s3 import S3Storage
 from depotx.testing import StorageContract
+from tests.backends.s3 import serialize_writes
 
 MiB = 1024 * 1024
 KEYS = {"access_key_id": "testing", "secret_access_key": "testing"}
@@ -45,6 +47,7 @@ REGION = "us-east-1"
 def endpoint() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    serialize_writes(server)
     try:
         host, port = server.get_host_and_port()
         yield f"http://{host}:{port}"
@@ -717,3 +720,75 @@ async def test_filedepot_reads_what_depotx_writes(
     assert (filename, content_type, length) == (name, "application/pdf", 20)
     assert data == b"%PDF-1.4 from depotx"
     assert listed == [file_id]
+
+
+async def test_frozen_endpoint_fails_fast_with_the_default_timeouts() -> None:
+    """A service that accepts connections and never answers: a quick 503, not 3 minutes."""
+    import socket
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # accepted by the kernel, never read: a frozen endpoint
+    try:
+        port = listener.getsockname()[1]
+        storage = make(f"http://127.0.0.1:{port}", "depotx-frozen", read_timeout=0.5)
+        assert storage._config.read_timeout == 0.5
+        assert make("http://127.0.0.1:9", "b")._config.connect_timeout == 5.0
+        started = time.monotonic()
+        async with storage:
+            with pytest.raises(BackendError, match="exists") as caught:
+                await storage.exists(str(uuid.uuid4()))
+        # three attempts of 0.5 s, plus backoff; botocore's defaults took 182 s
+        assert time.monotonic() - started < 10
+        assert "timeout" in type(caught.value.__cause__).__name__.lower()
+    finally:
+        listener.close()
+
+
+async def test_cleanup_aborts_stale_multipart_uploads(
+    s3: S3Storage, boto: Any, bucket: str
+) -> None:
+    boto.create_multipart_upload(Bucket=bucket, Key="crashed-upload")
+    assert len(uploads_in_progress(boto, bucket)) == 1
+    # moto dates every upload 2010-11-10: a cut-off before that keeps it ...
+    assert await s3.cleanup(older_than=timedelta(days=365 * 60)) == 0
+    assert len(uploads_in_progress(boto, bucket)) == 1
+    # ... and the default (one day) removes it.
+    assert await s3.cleanup() == 1
+    assert uploads_in_progress(boto, bucket) == []
+
+
+async def test_create_sends_if_none_match_and_reports_a_taken_key(
+    s3: S3Storage, monkeypatch: pytest.MonkeyPatch, boto: Any, bucket: str
+) -> None:
+    existing = await s3.create(b"first", "first.txt")
+    monkeypatch.setattr(s3, "_new_id", lambda: existing)
+    with pytest.raises(StoredFileExistsError):
+        await s3.create(b"second", "second.txt")
+    with pytest.raises(StoredFileExistsError):
+        await s3.create(chunks(b"x" * (5 * 1024 * 1024), b"y" * 10), "big.bin")
+    assert uploads_in_progress(boto, bucket) == [], "the losing multipart upload was aborted"
+    assert boto.get_object(Bucket=bucket, Key=existing)["Body"].read() == b"first"
+
+
+async def test_without_conditional_writes_create_checks_first(
+    endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = make(endpoint, bucket, conditional_writes=False)
+    async with storage:
+        existing = await storage.create(b"first")
+        sent: list[dict[str, Any]] = []
+        client = await storage._client()
+        original = client.put_object
+
+        async def put_object(**kwargs: Any) -> Any:
+            sent.append(kwargs)
+            return await original(**kwargs)
+
+        monkeypatch.setattr(client, "put_object", put_object)
+        await storage.create(b"new")
+        assert "IfNoneMatch" not in sent[0]
+        monkeypatch.setattr(storage, "_new_id", lambda: existing)
+        with pytest.raises(StoredFileExistsError):
+            await storage.create(b"second")

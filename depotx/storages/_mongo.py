@@ -17,7 +17,7 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 from bson import ObjectId
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 _pymongo_client: Any
 _motor_client: Any
@@ -33,6 +33,7 @@ except ImportError:  # PyMongo's async API alone is enough
 
 __all__ = [
     "AVAILABLE_DRIVERS",
+    "BulkWriteError",
     "Driver",
     "DuplicateKeyError",
     "ObjectId",
@@ -42,6 +43,7 @@ __all__ = [
     "close_cursor",
     "create_client",
     "default_database_name",
+    "is_duplicate_key",
 ]
 
 Driver = Literal["auto", "pymongo", "motor"]
@@ -100,3 +102,13 @@ def default_database_name(uri: str) -> str | None:
         return None
     name = unquote(path.split("?", 1)[0])
     return name or None
+
+
+def is_duplicate_key(exc: BaseException) -> bool:
+    """Whether a write failed on a unique index (alone, or first in a bulk insert)."""
+    if isinstance(exc, DuplicateKeyError):
+        return True
+    if isinstance(exc, BulkWriteError):
+        errors = exc.details.get("writeErrors") or []
+        return bool(errors) and errors[0].get("code") == 11000
+    return False

@@ -11,23 +11,57 @@ primitives only, so those rules cannot drift between backends.
 from __future__ import annotations
 
 import abc
+import asyncio
 import builtins
-from collections.abc import AsyncIterator, Mapping
-from datetime import datetime, timezone
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from .._content import Upload, prepare_upload
 from .._exceptions import BackendError, DepotError, StoredFileNotFoundError
 from .._files import StoredFile
 from .._ids import new_file_id, validate_file_id
 
-__all__ = ["FileStorage", "utcnow"]
+__all__ = ["DEFAULT_TEMP_MAX_AGE", "FileStorage", "WriteMode", "commit_or_cancel", "utcnow"]
+
+_T = TypeVar("_T")
+
+#: How a write treats an id that exists (or not) at the moment it commits:
+#: ``"create"`` needs it absent (else :class:`~depotx.StoredFileExistsError`),
+#: ``"replace"`` needs it present (else :class:`~depotx.StoredFileNotFoundError`:
+#: a delete that lands first wins), ``"put"`` takes either.
+WriteMode = Literal["create", "replace", "put"]
+
+#: Temporaries of writes older than this are a crashed writer's and may be swept.
+DEFAULT_TEMP_MAX_AGE = timedelta(days=1)
 
 
 def utcnow() -> datetime:
     """Now, timezone-aware, truncated to whole seconds as HTTP dates and filedepot are."""
     return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+async def commit_or_cancel(step: Awaitable[_T]) -> _T:
+    """Run the step that makes a write visible so it is never both cancelled and done.
+
+    Cancelling a task cannot stop a thread renaming files or a request the server
+    already acted on. So the step runs to its end whatever happens to the caller:
+    if it committed, the call returns normally (the cancellation came too late to
+    matter); if it failed, the caller sees the cancellation it asked for. A caller
+    therefore never gets ``CancelledError`` for a write that took place.
+    """
+    task = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+        if task.cancelled() or task.exception() is not None:
+            raise
+        return task.result()
 
 
 class FileStorage(abc.ABC):
@@ -46,6 +80,8 @@ class FileStorage(abc.ABC):
     #: attachments, so they cannot run scripts on the app's origin. Set with the
     #: ``depot.inline_active_content`` option, accepted by every backend.
     inline_active_content: bool = False
+    #: Leftovers of writes older than this are swept by :meth:`cleanup`.
+    temp_max_age: timedelta = DEFAULT_TEMP_MAX_AGE
 
     # -- primitives for backends -----------------------------------------------
 
@@ -57,27 +93,87 @@ class FileStorage(abc.ABC):
     async def _get(self, file_id: str) -> StoredFile:
         """Return the file, its content pinned to the metadata's version.
 
-        Raise ``StoredFileNotFoundError`` when there is no such file.
+        Raise :class:`~depotx.StoredFileNotFoundError` when there is no such file.
+        The returned file's reads must yield bytes of the version its metadata
+        describes, or raise :class:`~depotx.StoredFileChangedError` before the
+        first byte of another one.
         """
 
     @abc.abstractmethod
-    async def _store(self, file_id: str, upload: Upload, *, replace: bool) -> None:
+    async def _store(self, file_id: str, upload: Upload, *, mode: WriteMode) -> None:
         """Write ``upload`` under ``file_id``, visible to readers only once complete.
 
-        With ``replace=True`` the id may already exist and must stay readable
-        (old version) until the new one takes its place; a failure or a
-        cancellation leaves the old version intact and nothing half-written.
+        ``mode`` says what must hold when the write commits (see :data:`WriteMode`):
+        ``"create"`` raises :class:`~depotx.StoredFileExistsError` if the id is
+        taken, ``"replace"`` raises :class:`~depotx.StoredFileNotFoundError` if
+        the id is gone (deleted while the content was uploading), ``"put"``
+        takes either. Checked atomically with the commit where the service can.
+
+        Until the commit the old version (if any) stays readable; a failure or
+        a cancellation before it leaves the old version intact, nothing
+        half-written, and removes only what this call wrote. Run the commit
+        itself through :func:`commit_or_cancel`.
         """
 
     @abc.abstractmethod
     async def _delete(self, file_id: str) -> None:
-        """Delete the file; a missing file is not an error."""
+        """Delete the file; a missing file is not an error.
+
+        Must not fail because a write to the same id is in flight: that write
+        either committed before (and is deleted) or fails with not-found.
+        """
 
     @abc.abstractmethod
-    async def _exists(self, file_id: str) -> bool: ...
+    async def _exists(self, file_id: str) -> bool:
+        """Whether ``file_id`` names a complete, readable file."""
 
     @abc.abstractmethod
-    def _list(self) -> AsyncIterator[str]: ...
+    def _list(self) -> AsyncIterator[str]:
+        """Yield the id of every complete file once; never a temporary of a write."""
+
+    async def _cleanup(self, older_than: timedelta) -> int:
+        """Remove what crashed writes left behind that is older than ``older_than``.
+
+        Return how many leftovers were removed. Storages whose writes leave
+        nothing behind keep this default.
+        """
+        return 0
+
+    def _translate_error(
+        self, exc: Exception, action: str, file_id: str | None
+    ) -> DepotError | None:
+        """Map a backend failure onto the error tree; ``None`` lets ``exc`` through as is.
+
+        The one place a backend says what its client library's errors mean: every
+        public method (and a backend's own reads) go through :meth:`_translating`,
+        which calls this. The default wraps ``OSError`` in :class:`~depotx.BackendError`;
+        a backend adds its library's exceptions (botocore, pymongo, ...).
+        """
+        if isinstance(exc, OSError):
+            return self._failure(action, file_id, exc)
+        return None
+
+    @contextlib.contextmanager
+    def _translating(
+        self, action: str, file_id: str | None, upload: Upload | None = None
+    ) -> Iterator[None]:
+        """Re-raise failures inside as depotx errors, cause chained.
+
+        depotx's own errors pass unchanged, and so does anything the caller's
+        content raised (a client that disconnected mid-upload is not the
+        storage's failure).
+        """
+        try:
+            yield
+        except DepotError:
+            raise
+        except Exception as exc:
+            if upload is not None and exc is upload.source_error:
+                raise
+            error = self._translate_error(exc, action, file_id)
+            if error is None:
+                raise
+            raise error from exc
 
     def _validate_id(self, file_id: object) -> str:
         """Return ``file_id`` if this storage could hold it, else raise ``InvalidFileIdError``.
@@ -125,11 +221,13 @@ class FileStorage(abc.ABC):
         ``content`` may be bytes, a binary or async file, an async iterator of
         bytes, an ``UploadFile``, a :class:`~depotx.FileIntent` or a
         :class:`~depotx.StoredFile` (a copy from any storage). It is streamed;
-        nothing becomes visible unless the whole content was written.
+        nothing becomes visible unless the whole content was written. A new id
+        that is somehow taken already (a colliding ``_new_id``) raises
+        :class:`~depotx.StoredFileExistsError` and leaves the existing file alone.
         """
         upload = await prepare_upload(content, filename, content_type, metadata)
         file_id = self._new_id()
-        await self._write(file_id, upload, replace=False)
+        await self._write(file_id, upload, mode="create")
         return file_id
 
     async def replace(
@@ -148,12 +246,15 @@ class FileStorage(abc.ABC):
         version or the new one, never a mix or a gap; if the replace fails or is
         cancelled, the old version stays.
 
-        A missing id raises :class:`~depotx.StoredFileNotFoundError`, except for
-        filedepot's backup pattern ``backup.replace(stored, stored)``: a
-        ``StoredFile`` from another storage is stored here under its own id.
+        A missing id raises :class:`~depotx.StoredFileNotFoundError`, and so does
+        an id deleted while the new content was uploading: the delete wins, the
+        file does not come back. The exception is filedepot's backup pattern
+        ``backup.replace(stored, stored)``: a ``StoredFile`` from another
+        storage is stored here under its own id, whether or not it exists.
         """
         file_id = self._file_id_of(file_or_id)
         old: StoredFile | None
+        mode: WriteMode = "replace"
         try:
             old = await self.get(file_id)
         except StoredFileNotFoundError:
@@ -161,6 +262,7 @@ class FileStorage(abc.ABC):
             if not foreign:
                 raise
             old = None
+            mode = "put"
         try:
             upload = await prepare_upload(
                 content,
@@ -173,59 +275,58 @@ class FileStorage(abc.ABC):
         finally:
             if old is not None:
                 await old.aclose()
-        await self._write(file_id, upload, replace=True)
+        await self._write(file_id, upload, mode=mode)
         return file_id
 
-    async def _write(self, file_id: str, upload: Upload, *, replace: bool) -> None:
+    async def _write(self, file_id: str, upload: Upload, *, mode: WriteMode) -> None:
         try:
-            await self._store(file_id, upload, replace=replace)
-        except DepotError:
-            raise
-        except OSError as exc:
-            if exc is upload.source_error:
-                raise  # the caller's content failed (e.g. a client disconnect), not the storage
-            raise self._failure("replace" if replace else "create", file_id, exc) from exc
+            with self._translating("replace" if mode == "replace" else "create", file_id, upload):
+                await self._store(file_id, upload, mode=mode)
         finally:
             await upload.aclose()
 
     async def get(self, file_id: str) -> StoredFile:
         """Open the file ``file_id``; close the returned :class:`StoredFile` when done."""
         file_id = self._validate_id(file_id)
-        try:
+        with self._translating("get", file_id):
             return await self._get(file_id)
-        except DepotError:
-            raise
-        except OSError as exc:
-            raise self._failure("get", file_id, exc) from exc
 
     async def delete(self, file_or_id: StoredFile | str) -> None:
         """Delete a file. Deleting a file that does not exist is not an error."""
         file_id = self._file_id_of(file_or_id)
-        try:
+        with self._translating("delete", file_id):
             await self._delete(file_id)
-        except DepotError:
-            raise
-        except OSError as exc:
-            raise self._failure("delete", file_id, exc) from exc
 
     async def exists(self, file_or_id: StoredFile | str) -> bool:
+        """Whether the id names a stored file."""
         file_id = self._file_id_of(file_or_id)
-        try:
+        with self._translating("exists", file_id):
             return await self._exists(file_id)
-        except DepotError:
-            raise
-        except OSError as exc:
-            raise self._failure("exists", file_id, exc) from exc
 
     async def list(self) -> AsyncIterator[str]:
         """Iterate over the ids of every file in the storage (order unspecified)."""
-        try:
+        with self._translating("list", None):
             async for file_id in self._list():
                 yield file_id
-        except DepotError:
-            raise
-        except OSError as exc:
-            raise self._failure("list", None, exc) from exc
+
+    async def cleanup(self, older_than: timedelta | float | None = None) -> int:
+        """Remove what crashed or killed writers left behind; return how many leftovers.
+
+        A process killed mid-upload cannot clean up after itself: its temporary
+        data stays, invisible to ``list`` and ``get``. This removes such leftovers
+        older than ``older_than`` (a ``timedelta`` or seconds; default: the
+        storage's ``temp_max_age`` if it has one, else one day). Younger ones may
+        belong to uploads still running and are kept. Safe to run while the
+        storage is in use, from any number of processes.
+        """
+        if older_than is None:
+            older_than = self.temp_max_age
+        if not isinstance(older_than, timedelta):
+            older_than = timedelta(seconds=float(older_than))
+        if older_than < timedelta(0):
+            raise ValueError("older_than must not be negative")
+        with self._translating("cleanup", None):
+            return await self._cleanup(older_than)
 
     async def __aenter__(self) -> FileStorage:
         return self

@@ -46,7 +46,7 @@ import contextlib
 import hashlib
 import re
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -54,13 +54,21 @@ from .._content import Upload
 from .._exceptions import (
     BackendError,
     ConfigurationError,
+    DepotError,
     InvalidFileIdError,
     MissingDependencyError,
     StoredFileChangedError,
+    StoredFileExistsError,
     StoredFileNotFoundError,
 )
 from .._files import StoredFile
-from .base import FileStorage, utcnow
+from .._formats import (
+    DEFAULT_CONTENT_TYPE,
+    DEFAULT_FILENAME,
+    format_filedepot_time,
+    parse_filedepot_time,
+)
+from .base import FileStorage, WriteMode, commit_or_cancel, utcnow
 
 try:
     from . import _mongo
@@ -76,7 +84,6 @@ __all__ = ["GridFSStorage", "GridFSStoredFile"]
 DEFAULT_GRIDFS_CHUNK_SIZE = 255 * 1024
 #: A BSON document is at most 16 MiB; a chunk must fit with its fields.
 MAX_GRIDFS_CHUNK_SIZE = 15 * 1024 * 1024
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _OBJECT_ID_RE = re.compile(r"[0-9a-f]{24}")
 # Chunks fetched per round trip: about 2 MiB with the default chunk size.
 _MAX_BATCH_BYTES = 2 * 1024 * 1024
@@ -124,10 +131,9 @@ def _checksum_of(doc: Mapping[str, Any], version: Any) -> str:
 
 
 def _last_modified_of(doc: Mapping[str, Any]) -> datetime:
-    value = doc.get("last_modified")
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=timezone.utc)
+    parsed = parse_filedepot_time(doc.get("last_modified"))
+    if parsed is not None:
+        return parsed
     upload_date = doc.get("uploadDate")
     if isinstance(upload_date, datetime):
         if upload_date.tzinfo is None:
@@ -195,7 +201,7 @@ class GridFSStoredFile(StoredFile):
         stalls = 0
         while expected <= last:
             progressed = False
-            with self._gridfs._errors("read", self.file_id):
+            with self._gridfs._translating("read", self.file_id):
                 chunks = await self._gridfs._chunks_collection()
                 cursor = chunks.find(self._query(expected, last)).sort("n", 1).batch_size(batch)
                 try:
@@ -302,13 +308,13 @@ class GridFSStorage(FileStorage):
 
     # -- driver plumbing -------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _errors(self, action: str, file_id: str | None) -> Iterator[None]:
-        """Turn driver errors (which are not ``OSError``) into :class:`BackendError`."""
-        try:
-            yield
-        except _mongo.PyMongoError as exc:
-            raise self._failure(action, file_id, exc) from exc
+    def _translate_error(
+        self, exc: Exception, action: str, file_id: str | None
+    ) -> DepotError | None:
+        """Driver errors are not ``OSError``: they become :class:`BackendError` too."""
+        if isinstance(exc, _mongo.PyMongoError):
+            return self._failure(action, file_id, exc)
+        return super()._translate_error(exc, action, file_id)
 
     def _db(self) -> Any:
         if self._database is None:
@@ -368,7 +374,7 @@ class GridFSStorage(FileStorage):
         self._pins.pop(version, None)
         if version in self._retired:
             self._retired.discard(version)
-            with self._errors("delete old version of", None):
+            with self._translating("delete old version of", None):
                 chunks = await self._chunks_collection()
                 await chunks.delete_many({"files_id": version})
 
@@ -411,8 +417,8 @@ class GridFSStorage(FileStorage):
             version=version,
             legacy=legacy,
             gridfs_chunk_size=int(doc.get("chunkSize") or DEFAULT_GRIDFS_CHUNK_SIZE),
-            filename=str(doc.get("filename") or "unnamed"),
-            content_type=str(doc.get("contentType") or "application/octet-stream"),
+            filename=str(doc.get("filename") or DEFAULT_FILENAME),
+            content_type=str(doc.get("contentType") or DEFAULT_CONTENT_TYPE),
             content_length=int(doc.get("length") or 0),
             last_modified=_last_modified_of(doc),
             checksum=_checksum_of(doc, version),
@@ -423,9 +429,8 @@ class GridFSStorage(FileStorage):
 
     async def _get(self, file_id: str) -> StoredFile:
         object_id = _object_id(file_id)
-        with self._errors("get", file_id):
-            files, _ = await self._collections()
-            doc = await files.find_one({"_id": object_id})
+        files, _ = await self._collections()
+        doc = await files.find_one({"_id": object_id})
         if doc is None:
             raise StoredFileNotFoundError(file_id, self.name)
         return self._stored_file(doc)
@@ -463,48 +468,75 @@ class GridFSStorage(FileStorage):
             await chunks.insert_many(batch, ordered=True)
         return length, digest.hexdigest()
 
-    async def _store(self, file_id: str, upload: Upload, *, replace: bool) -> None:
+    async def _store(self, file_id: str, upload: Upload, *, mode: WriteMode) -> None:
         object_id = _object_id(file_id)
-        async with self._serialized(file_id):
-            with self._errors("replace" if replace else "create", file_id):
-                files, chunks = await self._writable()
-                version = _mongo.ObjectId()
-                # A new file's chunks can go straight home: no files document points
-                # there yet. A replacement is staged under its version's own id.
-                staging = version if replace else object_id
-                try:
-                    length, checksum = await self._write_chunks(chunks, staging, version, upload)
-                    doc = {
-                        "_id": object_id,
-                        "length": length,
-                        "chunkSize": self.chunk_size,
-                        "uploadDate": datetime.now(timezone.utc),
-                        "filename": upload.filename,
-                        "contentType": upload.content_type,
-                        "last_modified": utcnow().strftime(TIME_FORMAT),
-                        "metadata": dict(upload.metadata),
-                        "depotx_checksum": checksum,
-                        "depotx_version": version,
-                    }
-                    if replace:
-                        old = await asyncio.shield(self._swap(files, object_id, doc))
-                    else:
-                        await asyncio.shield(files.insert_one(doc))
-                except BaseException:
-                    # Nothing points at these chunks: failed, cancelled or lost a race.
-                    await asyncio.shield(
-                        chunks.delete_many({"files_id": staging, "depotx_version": version})
-                    )
+        replace = mode != "create"
+        files, chunks = await self._writable()
+        version = _mongo.ObjectId()
+        # A new file's chunks can go straight home: no files document points
+        # there yet. A replacement is staged under its version's own id, so
+        # uploads need no lock: only the commit and the chunk moves take one.
+        staging = version if replace else object_id
+        committed = False
+        try:
+            try:
+                length, checksum = await self._write_chunks(chunks, staging, version, upload)
+            except _mongo.PyMongoError as exc:
+                if not _mongo.is_duplicate_key(exc):
                     raise
-                if replace:
-                    # Committed: finish moving the chunks even if the caller is cancelled.
-                    await asyncio.shield(self._settle(files, chunks, object_id, version, old))
+                # A create whose id is taken collides with the file's own chunks.
+                raise StoredFileExistsError(file_id, self.name) from exc
+            doc = {
+                "_id": object_id,
+                "length": length,
+                "chunkSize": self.chunk_size,
+                "uploadDate": datetime.now(timezone.utc),
+                "filename": upload.filename,
+                "contentType": upload.content_type,
+                "last_modified": format_filedepot_time(utcnow()),
+                "metadata": dict(upload.metadata),
+                "depotx_checksum": checksum,
+                "depotx_version": version,
+            }
+            if not replace:
+                await commit_or_cancel(self._insert(files, doc))
+                return
+            async with self._serialized(file_id):
+                old = await commit_or_cancel(
+                    self._swap(files, object_id, doc, required=mode == "replace")
+                )
+                committed = True
+                # Move the chunks home and retire the old version's, even if the
+                # caller is cancelled now.
+                await commit_or_cancel(self._settle(files, chunks, object_id, version, old))
+        except BaseException:
+            if not committed:
+                # Nothing points at these chunks (failed, cancelled or lost a race);
+                # only this call's version is removed, never another writer's.
+                await asyncio.shield(
+                    chunks.delete_many({"files_id": staging, "depotx_version": version})
+                )
+            raise
 
-    async def _swap(self, files: Any, object_id: Any, doc: dict[str, Any]) -> dict[str, Any] | None:
-        """Make ``doc`` the current version in one atomic write; return the document it replaced."""
+    async def _insert(self, files: Any, doc: dict[str, Any]) -> None:
+        """Add a new file's document; the unique ``_id`` lets exactly one create win."""
+        try:
+            await files.insert_one(doc)
+        except _mongo.DuplicateKeyError as exc:
+            raise StoredFileExistsError(str(doc["_id"]), self.name) from exc
+
+    async def _swap(
+        self, files: Any, object_id: Any, doc: dict[str, Any], *, required: bool
+    ) -> dict[str, Any] | None:
+        """Make ``doc`` the current version in one atomic write; return the document it replaced.
+
+        With ``required``, a file deleted meanwhile stays deleted: not-found is raised.
+        """
         for _ in range(_SWAP_ATTEMPTS):
             current = await files.find_one({"_id": object_id})
             if current is None:  # filedepot's backup pattern, or deleted meanwhile
+                if required:
+                    raise StoredFileNotFoundError(str(object_id), self.name)
                 try:
                     await files.insert_one(doc)
                 except _mongo.DuplicateKeyError:
@@ -551,7 +583,7 @@ class GridFSStorage(FileStorage):
     async def _delete(self, file_id: str) -> None:
         object_id = _object_id(file_id)
         async with self._serialized(file_id):
-            with self._errors("delete", file_id):
+            with self._translating("delete", file_id):
                 files, chunks = await self._collections()
                 doc = await files.find_one_and_delete({"_id": object_id})
                 if doc is None:
@@ -564,7 +596,7 @@ class GridFSStorage(FileStorage):
 
     async def _exists(self, file_id: str) -> bool:
         object_id = _object_id(file_id)
-        with self._errors("exists", file_id):
+        with self._translating("exists", file_id):
             files, _ = await self._collections()
             return await files.find_one({"_id": object_id}, {"_id": 1}) is not None
 
@@ -572,7 +604,7 @@ class GridFSStorage(FileStorage):
         self, query: Mapping[str, Any], *, newest_first: bool = False
     ) -> AsyncIterator[str]:
         """Ids of files matching ``query``; non-ObjectId ``_id``s (other tools) are skipped."""
-        with self._errors("list", None):
+        with self._translating("list", None):
             files, _ = await self._collections()
             cursor = files.find(dict(query), {"_id": 1})
             if newest_first:
@@ -609,7 +641,7 @@ class GridFSStorage(FileStorage):
         """
         if not isinstance(filename, str):
             raise TypeError(f"filename must be a str, not {type(filename).__name__}")
-        with self._errors("get by filename", filename):
+        with self._translating("get by filename", filename):
             files, _ = await self._collections()
             cursor = files.find({"filename": filename}).sort("uploadDate", -1).limit(1)
             try:

@@ -7,12 +7,31 @@ existing filedepot store is served as is and filedepot reads what we write.
 filedepot refuses unknown keys in ``metadata.json``, so what only depotx needs
 (checksum, custom metadata) lives beside it in ``depotx.json``.
 
-Writes go to a temporary file in the same folder and are renamed into place when
-complete: a failed or cancelled upload leaves nothing visible, and a reader
-never sees half a file. The renames of a replace happen under an exclusive
-``flock`` on ``.lock`` and readers open the content under a shared one, so the
-metadata a reader gets always describes the bytes it holds open. Blocking work
-runs in worker threads, batched so each step costs one thread hop.
+How writes stay atomic and races stay harmless:
+
+- A write first builds a complete folder (content, both metadata files, a
+  ``.lock``) in the staging area ``.depotx-staging/<token>``, synced to disk
+  (``fsync``). A *create* then renames that folder to ``<id>`` in one step: the
+  rename fails if the id is taken, so of many creates of one id exactly one
+  wins. A *replace* renames the three files into the live folder.
+- Readers hold a shared ``flock`` on the folder's ``.lock`` while they open its
+  files; a replace renames its files in, and a delete renames the folder away,
+  under an exclusive one. Every step works on the folder's directory
+  descriptor, so a reader's files all come from one folder, one version.
+- Under its exclusive lock a replace checks that its folder is still the live
+  one: a delete that got there first wins, and the replace raises not-found
+  instead of bringing the file back.
+- Nothing is opened through a symbolic link (``O_NOFOLLOW``): a link planted
+  inside ``storage_path`` is refused, never followed out of it.
+- A writer killed mid-upload leaves its staging folder behind, invisible to
+  ``list`` and ``get``; :meth:`~LocalFileStorage.cleanup` (run once at the first
+  write, and by ``depotx cleanup``) removes those older than ``temp_max_age``.
+
+The staging area and deleted folders (``.deleted-*``) exist only while writes
+and deletes run; their names are not valid ids, so ``list`` never shows them.
+POSIX only (Linux, macOS, the BSDs): it relies on ``flock``, ``pread`` and
+directory descriptors. Blocking work runs in worker threads, batched so each
+step costs one thread hop.
 """
 
 from __future__ import annotations
@@ -25,29 +44,44 @@ import errno
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
+import stat as stat_module
+import sys
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import IO, Any, TypeVar
 
 import aiofiles
 
 from .._content import Upload
-from .._exceptions import BackendError, StoredFileNotFoundError
+from .._exceptions import (
+    BackendError,
+    ConfigurationError,
+    StoredFileExistsError,
+    StoredFileNotFoundError,
+)
 from .._files import BytesStoredFile, StoredFile
+from .._formats import (
+    DEFAULT_CONTENT_TYPE,
+    DEFAULT_FILENAME,
+    format_filedepot_time,
+    parse_filedepot_time,
+)
 from .._ids import is_valid_file_id
-from .base import FileStorage, utcnow
+from .base import DEFAULT_TEMP_MAX_AGE, FileStorage, WriteMode, commit_or_cancel, utcnow
 
-try:
+if sys.platform != "win32":
     import fcntl
-except ImportError:  # pragma: no cover - Windows: renames are still atomic, only not fenced
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["LocalFileStorage"]
+
+logger = logging.getLogger("depotx")
 
 _T = TypeVar("_T")
 
@@ -55,7 +89,12 @@ CONTENT = "file"
 METADATA = "metadata.json"
 EXTRA = "depotx.json"
 LOCK = ".lock"
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: Where writes are built before they are renamed into place.
+STAGING = ".depotx-staging"
+#: Prefix of folders renamed away by a delete, removed right after.
+TRASH = ".deleted-"
+# Temporaries of depotx 0.1, which wrote them inside each file's folder.
+_LEGACY_TEMP_PREFIXES = (f".{CONTENT}.", f".{METADATA}.", f".{EXTRA}.")
 # Below this size hashing in the event loop is cheaper than a thread hop.
 _HASH_INLINE_LIMIT = 64 * 1024
 #: Files up to this size are kept in memory once read whole, so hot small files
@@ -68,6 +107,15 @@ SMALL_FILE_LIMIT = 64 * 1024
 # and the flag makes the kernel refuse rather than wait for the disk.
 _NOWAIT_LIMIT = 256 * 1024
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
+_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC
+# A folder or file that turned out to be a symbolic link (O_NOFOLLOW refused it).
+_LINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
+# A rename onto a folder that is taken (and not empty).
+_TAKEN_ERRNOS = frozenset({errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR})
 
 # What identifies one version of a file on disk: every replace renames new
 # files over ``file`` and ``metadata.json``, so their inodes and change times
@@ -131,19 +179,63 @@ class _FileCache:
             self._bytes -= entry.size
 
 
-@contextlib.contextmanager
-def _locked(folder: str, *, exclusive: bool) -> Iterator[None]:
-    if fcntl is None:
-        yield
-        return
-    path = os.path.join(folder, LOCK)
+class _LinkRefused(BackendError):
+    """A path inside ``storage_path`` is a symbolic link: depotx never follows one."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"{path} is a symbolic link; depotx does not follow links inside storage_path"
+        )
+
+
+def _nofollow_error(exc: OSError, path: str) -> OSError:
+    return _LinkRefused(path) if exc.errno in _LINK_ERRNOS else exc
+
+
+def _open_folder(path: str) -> int:
+    """A descriptor of the folder at ``path``, never through a symbolic link.
+
+    ``FileNotFoundError`` when there is no folder there (a plain file counts as none).
+    """
     try:
-        fd = os.open(path, (os.O_RDWR | os.O_CREAT) if exclusive else os.O_RDONLY, 0o644)
+        return os.open(path, _DIR_FLAGS)
+    except NotADirectoryError as exc:
+        # Linux answers ENOTDIR for a link when O_DIRECTORY and O_NOFOLLOW meet.
+        if os.path.islink(path):
+            raise _LinkRefused(path) from exc
+        raise FileNotFoundError(errno.ENOENT, "not a folder", path) from exc
+    except OSError as exc:
+        raise _nofollow_error(exc, path) from exc
+
+
+def _opener(folder_fd: int) -> Callable[[str, int], int]:
+    """An ``open(opener=...)`` that opens names inside ``folder_fd``, never through a link."""
+
+    def opener(name: str, flags: int) -> int:
+        return os.open(name, flags | _NOFOLLOW | _CLOEXEC, 0o644, dir_fd=folder_fd)
+
+    return opener
+
+
+@contextlib.contextmanager
+def _locked(folder_fd: int, *, exclusive: bool) -> Iterator[None]:
+    """Hold the folder's ``.lock``: shared to read a version, exclusive to change it.
+
+    A reader of a folder no depotx writer has touched (a filedepot store) creates
+    the lock file if it may; on a read-only store nothing can change the files,
+    so there is nothing to fence against.
+    """
+    try:
+        fd = os.open(LOCK, os.O_RDONLY | _NOFOLLOW | _CLOEXEC, dir_fd=folder_fd)
     except FileNotFoundError:
-        # A reader of a folder that no depotx writer has touched (a filedepot store,
-        # or a file being deleted): nothing to fence against.
-        yield
-        return
+        flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC
+        try:
+            fd = os.open(LOCK, flags, 0o644, dir_fd=folder_fd)
+        except OSError as exc:
+            if exclusive or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            yield
+            return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
@@ -151,16 +243,52 @@ def _locked(folder: str, *, exclusive: bool) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+def _is_live(path: str, folder_fd: int) -> bool:
+    """Whether ``path`` still names the folder open as ``folder_fd`` (no delete since)."""
+    try:
+        current = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(folder_fd)
+    return (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino)
 
 
-def _parse_time(value: object, fallback: float) -> datetime:
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=timezone.utc)
-    return datetime.fromtimestamp(int(fallback), timezone.utc)
+def _is_regular(name: str, folder_fd: int) -> bool:
+    try:
+        return stat_module.S_ISREG(os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _read_small(name: str, folder_fd: int) -> tuple[bytes, os.stat_result]:
+    with open(name, "rb", opener=_opener(folder_fd)) as file:
+        return file.read(), os.fstat(file.fileno())
+
+
+def _fsync_folder(folder_fd: int) -> None:
+    os.fsync(folder_fd)
+
+
+def _rmtree(path: str) -> None:
+    """Remove a folder of ours; what cannot be removed is logged and left for ``cleanup``."""
+
+    def log(func: Any, failed: str, exc: Any) -> None:
+        error = exc if isinstance(exc, BaseException) else exc[1]
+        if not isinstance(error, FileNotFoundError):
+            logger.warning("depotx: could not remove %s (left for cleanup): %s", failed, error)
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=log)
+    else:  # pragma: no cover - Python < 3.12
+        shutil.rmtree(path, onerror=log)
+
+
+def _age(path: str, now: float) -> float:
+    """Seconds since ``path`` was last changed; 0 if it is already gone."""
+    try:
+        return now - os.stat(path, follow_symlinks=False).st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 class LocalStoredFile(StoredFile):
@@ -205,10 +333,19 @@ class LocalStoredFile(StoredFile):
 class LocalFileStorage(FileStorage):
     """Files on the local filesystem under ``storage_path`` (created on first write).
 
+    ``storage_path`` is made absolute when the storage is configured, so a later
+    ``os.chdir`` cannot split the store in two.
+
     The metadata of up to ``cache_size`` files is cached, and the content of
     small ones (up to 64 KiB, ``cache_max_bytes`` in all) once read whole; each
     ``get`` checks that the cached version is still the current one (see
     :class:`_FileCache`). ``cache_size=0`` turns it off.
+
+    ``fsync`` (on by default) syncs each new file, its metadata and the folders
+    that name them to disk before a write returns, so a file that was reported
+    stored survives a power cut; without it, a crash can lose recent writes (never
+    mix two versions). ``temp_max_age`` (seconds, default one day) is the age
+    after which a crashed write's leftovers are swept by :meth:`cleanup`.
 
     Disk work runs on ``io_threads`` threads of the storage's own (default: one
     more than the CPU cores, at most 8). More threads than that only fight over
@@ -224,15 +361,31 @@ class LocalFileStorage(FileStorage):
         cache_size: int = 1024,
         cache_max_bytes: int = 16 * 1024 * 1024,
         io_threads: int | None = None,
+        fsync: bool = True,
+        temp_max_age: float = DEFAULT_TEMP_MAX_AGE.total_seconds(),
     ) -> None:
+        if sys.platform == "win32":  # pragma: no cover - refused before any use
+            raise ConfigurationError(
+                "LocalFileStorage needs a POSIX system (Linux, macOS, BSD): it relies on "
+                "flock, pread and directory descriptors; on Windows use WSL"
+            )
         if io_threads is not None and io_threads < 1:
-            raise ValueError("io_threads must be at least 1")
-        self.storage_path = os.fspath(storage_path)
+            raise ConfigurationError("io_threads must be at least 1")
+        if cache_size < 0 or cache_max_bytes < 0:
+            raise ConfigurationError("cache_size and cache_max_bytes must not be negative")
+        if temp_max_age < 0:
+            raise ConfigurationError("temp_max_age must not be negative")
+        self.storage_path = os.path.abspath(os.fspath(storage_path))
         self.io_threads = io_threads or min(8, (os.cpu_count() or 1) + 1)
+        self.fsync = fsync
+        self.temp_max_age = timedelta(seconds=temp_max_age)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._nowait = _RWF_NOWAIT is not None
         self._cache = _FileCache(cache_size, cache_max_bytes)
         self._root = os.path.join(self.storage_path, "")  # with a trailing separator
+        self._staging = self._root + STAGING
+        self._swept = False
+        self._corrupt_logged: set[str] = set()
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:  # created on first use: no threads for idle storages
@@ -248,15 +401,15 @@ class LocalFileStorage(FileStorage):
     async def _run(self, func: Callable[..., _T], *args: Any) -> _T:
         return await self._submit(func, *args)
 
-    async def _run_to_end(self, func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    async def _run_to_end(self, func: Callable[..., _T], *args: Any) -> _T:
         """Run blocking file work on the I/O threads, and never abandon it half-way.
 
-        Cancelling a task does not stop a thread. Were the caller cancelled while the
-        thread renames files into place, the caller's cleanup would race those
-        renames and could leave half a folder behind; so a cancellation first waits
-        for the work to end (it takes milliseconds), then goes on.
+        Cancelling a task does not stop a thread. Were the caller cancelled while
+        the thread creates files, the caller's cleanup would race it and could
+        leave something behind; so a cancellation first waits for the work to
+        end (it takes milliseconds), then goes on.
         """
-        future = self._submit(func, *args, **kwargs)
+        future = self._submit(func, *args)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -294,29 +447,51 @@ class LocalFileStorage(FileStorage):
     def _folder(self, file_id: str) -> str:
         return self._root + file_id  # ids are validated: never a separator or ".."
 
+    def _corrupt(self, file_id: str, name: str, reason: object) -> BackendError:
+        path = os.path.join(self._folder(file_id), name)
+        return BackendError(f"{self._label()}: {path} of file {file_id!r} is corrupt: {reason}")
+
     # -- reading -----------------------------------------------------------------
 
     def _open(self, file_id: str) -> tuple[StoredFile, _Cached]:
-        folder = self._folder(file_id)
         try:
-            with _locked(folder, exclusive=False):
-                with open(os.path.join(folder, METADATA), "rb") as meta_file:
-                    raw_meta = meta_file.read()
-                    meta_version = _version(os.fstat(meta_file.fileno()))
+            folder_fd = _open_folder(self._folder(file_id))
+        except FileNotFoundError as exc:
+            raise StoredFileNotFoundError(file_id, self.name) from exc
+        name = METADATA
+        try:
+            with _locked(folder_fd, exclusive=False):
+                raw_meta, meta_stat = _read_small(METADATA, folder_fd)
+                name = EXTRA
                 try:
-                    with open(os.path.join(folder, EXTRA), "rb") as extra_file:
-                        raw_extra: bytes | None = extra_file.read()
+                    raw_extra: bytes | None = _read_small(EXTRA, folder_fd)[0]
                 except FileNotFoundError:
                     raw_extra = None
-                fileobj = open(os.path.join(folder, CONTENT), "rb", buffering=0)  # noqa: SIM115
-        except (FileNotFoundError, NotADirectoryError) as exc:
+                name = CONTENT
+                fileobj = open(CONTENT, "rb", buffering=0, opener=_opener(folder_fd))  # noqa: SIM115
+        except FileNotFoundError as exc:
             raise StoredFileNotFoundError(file_id, self.name) from exc
+        except IsADirectoryError as exc:
+            if name == CONTENT:  # no content: no file, as ``exists`` says
+                raise StoredFileNotFoundError(file_id, self.name) from exc
+            raise self._corrupt(file_id, name, "a folder, not a file") from exc
+        except OSError as exc:
+            raise _nofollow_error(exc, os.path.join(self._folder(file_id), name)) from exc
+        finally:
+            os.close(folder_fd)
         try:
             stat = os.fstat(fileobj.fileno())
+            if not stat_module.S_ISREG(stat.st_mode):  # a device, a pipe: no file
+                raise StoredFileNotFoundError(file_id, self.name)
+            name = METADATA
             meta = json.loads(raw_meta)
+            name = EXTRA
             extra = json.loads(raw_extra) if raw_extra is not None else {}
-            if not isinstance(meta, dict) or not isinstance(extra, dict):
-                raise TypeError("metadata is not a JSON object")
+            if not isinstance(meta, dict):
+                name = METADATA
+                raise TypeError("not a JSON object")
+            if not isinstance(extra, dict):
+                raise TypeError("not a JSON object")
             checksum = extra.get("checksum")
             if not isinstance(checksum, str) or extra.get("content_length") != stat.st_size:
                 # Written by filedepot (or changed behind our back): a validator
@@ -324,18 +499,20 @@ class LocalFileStorage(FileStorage):
                 identity = f"{file_id}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
                 checksum = hashlib.sha256(identity.encode()).hexdigest()
             custom = extra.get("metadata") or {}
+            last_modified = parse_filedepot_time(meta.get("last_modified"))
             fields: dict[str, Any] = {
-                "filename": str(meta.get("filename") or "unnamed"),
-                "content_type": str(meta.get("content_type") or "application/octet-stream"),
-                "last_modified": _parse_time(meta.get("last_modified"), stat.st_mtime),
+                "filename": str(meta.get("filename") or DEFAULT_FILENAME),
+                "content_type": str(meta.get("content_type") or DEFAULT_CONTENT_TYPE),
+                "last_modified": last_modified
+                or datetime.fromtimestamp(int(stat.st_mtime), timezone.utc),
                 "checksum": checksum,
                 "metadata": {str(k): str(v) for k, v in dict(custom).items()},
             }
-            entry = _Cached(meta_version, _version(stat), stat.st_size, fields)
+            entry = _Cached(_version(meta_stat), _version(stat), stat.st_size, fields)
             return self._local_file(file_id, fileobj, entry), entry
         except (ValueError, TypeError) as exc:
             fileobj.close()
-            raise BackendError(f"{self._label()}: metadata of {file_id!r} is corrupt") from exc
+            raise self._corrupt(file_id, name, exc) from exc
         except BaseException:
             fileobj.close()
             raise
@@ -363,17 +540,19 @@ class LocalFileStorage(FileStorage):
         A ``stat``, and for files not held in memory an ``open`` and ``fstat``:
         metadata syscalls on an already resolved path, done on the event loop
         because they cost microseconds against the tens a thread hop costs (the
-        trade nginx's ``open_file_cache`` makes). No content is read here.
+        trade nginx's ``open_file_cache`` makes). No content is read here, and no
+        link is followed: a changed folder simply misses.
         """
         folder = self._folder(file_id) + os.sep
         try:
-            if _version(os.stat(folder + METADATA)) != entry.metadata:
+            if _version(os.stat(folder + METADATA, follow_symlinks=False)) != entry.metadata:
                 return None
             if entry.data is not None:
                 return BytesStoredFile(file_id, entry.data, storage=self, **entry.fields)
-            fileobj = open(folder + CONTENT, "rb", buffering=0)  # noqa: SIM115 - handed over
+            fd = os.open(folder + CONTENT, _READ_FLAGS)
         except OSError:
             return None
+        fileobj = open(fd, "rb", buffering=0)  # noqa: SIM115 - handed over
         try:
             current = _version(os.fstat(fileobj.fileno()))
         except OSError:
@@ -394,13 +573,51 @@ class LocalFileStorage(FileStorage):
         self._cache.put(file_id, entry)  # metadata only: content is cached on a whole read
         return stored
 
+    def _state(self, file_id: str) -> bool | None:
+        """``True`` for a complete file, ``False`` for none, ``None`` for a corrupt one.
+
+        A folder holding metadata but no content (or the reverse) is no file: an
+        interrupted write of another tool, consistently absent.
+        """
+        try:
+            folder_fd = _open_folder(self._folder(file_id))
+        except (FileNotFoundError, _LinkRefused):
+            return False
+        try:
+            if not _is_regular(CONTENT, folder_fd):
+                return False
+            try:
+                raw, _ = _read_small(METADATA, folder_fd)
+            except FileNotFoundError:
+                return False
+            except OSError:  # a folder, a link, unreadable
+                return None
+            try:
+                return isinstance(json.loads(raw), dict) or None
+            except ValueError:
+                return None
+        finally:
+            os.close(folder_fd)
+
     async def _exists(self, file_id: str) -> bool:
-        return await self._run(os.path.isfile, os.path.join(self._folder(file_id), METADATA))
+        return await self._run(self._state, file_id) is not False
 
     def _list_batch(self, entries: Iterator[os.DirEntry[str]], size: int) -> list[str]:
         batch: list[str] = []
         for entry in entries:
-            if is_valid_file_id(entry.name) and os.path.isfile(os.path.join(entry.path, METADATA)):
+            if not is_valid_file_id(entry.name):
+                continue
+            state = self._state(entry.name)
+            if state is None:
+                if entry.name not in self._corrupt_logged and len(self._corrupt_logged) < 10_000:
+                    self._corrupt_logged.add(entry.name)
+                    logger.warning(
+                        "depotx: %s: skipping %s in listings: its metadata is corrupt",
+                        self._label(),
+                        entry.path,
+                    )
+                continue
+            if state:
                 batch.append(entry.name)
                 if len(batch) >= size:
                     break
@@ -418,6 +635,31 @@ class LocalFileStorage(FileStorage):
 
     # -- writing -----------------------------------------------------------------
 
+    def _new_stage(self) -> str:
+        """Create an empty staging folder for one write and return its path."""
+        path = os.path.join(self._staging, uuid.uuid4().hex)
+        for _ in range(8):
+            try:
+                os.mkdir(path)
+                break
+            except FileNotFoundError:
+                # No staging area yet, or the last writer just removed it (empty).
+                os.makedirs(self._staging, exist_ok=True)
+        else:
+            os.mkdir(path)  # let the error speak
+        if not stat_module.S_ISDIR(os.stat(self._staging, follow_symlinks=False).st_mode):
+            _rmtree(path)
+            raise _LinkRefused(self._staging)
+        return path
+
+    def _discard_stage(self, stage: str) -> None:
+        _rmtree(stage)
+        try:
+            os.rmdir(self._staging)  # only while no other write is staged: it stays hidden
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                raise
+
     async def _write_content(
         self, path: str, upload: Upload, head: tuple[bytes, ...]
     ) -> tuple[int, str]:
@@ -430,7 +672,7 @@ class LocalFileStorage(FileStorage):
             async for chunk in upload.chunks:
                 yield chunk
 
-        async with aiofiles.open(path, "wb", executor=self._pool()) as out:
+        async with aiofiles.open(path, "xb", executor=self._pool()) as out:
             async for chunk in chunks():
                 if len(chunk) < _HASH_INLINE_LIMIT:
                     digest.update(chunk)
@@ -442,81 +684,219 @@ class LocalFileStorage(FileStorage):
                 length += len(chunk)
         return length, digest.hexdigest()
 
-    def _commit(
-        self, folder: str, content: str, upload: Upload, length: int, checksum: str
-    ) -> None:
-        token = uuid.uuid4().hex
-        meta_tmp = os.path.join(folder, f".{METADATA}.{token}.tmp")
-        extra_tmp = os.path.join(folder, f".{EXTRA}.{token}.tmp")
+    def _write_metadata(self, stage: str, upload: Upload, length: int, checksum: str) -> None:
         meta = {
             "filename": upload.filename,
             "content_type": upload.content_type,
             "content_length": length,
-            "last_modified": utcnow().strftime(TIME_FORMAT),
+            "last_modified": format_filedepot_time(utcnow()),
         }
         extra = {"checksum": checksum, "content_length": length, "metadata": upload.metadata}
-        try:
-            with open(meta_tmp, "w", encoding="utf-8") as out:
-                json.dump(meta, out)
-            with open(extra_tmp, "w", encoding="utf-8") as out:
-                json.dump(extra, out)
-            with _locked(folder, exclusive=True):
-                # metadata.json last: it is what makes a new id exist.
-                os.replace(content, os.path.join(folder, CONTENT))
-                os.replace(extra_tmp, os.path.join(folder, EXTRA))
-                os.replace(meta_tmp, os.path.join(folder, METADATA))
-        finally:
-            _remove(meta_tmp)
-            _remove(extra_tmp)
+        for name, value in ((EXTRA, extra), (METADATA, meta)):
+            with open(os.path.join(stage, name), "x", encoding="utf-8") as out:
+                json.dump(value, out)
+                if self.fsync:
+                    out.flush()
+                    os.fsync(out.fileno())
+        os.close(os.open(os.path.join(stage, LOCK), os.O_WRONLY | os.O_CREAT | _CLOEXEC, 0o644))
 
-    def _store_whole(
-        self, folder: str, content: str, data: bytes, upload: Upload, replace: bool
+    def _commit(
+        self, file_id: str, stage: str, upload: Upload, length: int, checksum: str, mode: WriteMode
     ) -> None:
-        os.makedirs(folder, exist_ok=replace)
-        with open(content, "wb") as out:
-            out.write(data)
-        self._commit(folder, content, upload, len(data), hashlib.sha256(data).hexdigest())
-
-    async def _store(self, file_id: str, upload: Upload, *, replace: bool) -> None:
-        folder = self._folder(file_id)
-        content = os.path.join(folder, f".{CONTENT}.{uuid.uuid4().hex}.tmp")
-        done = False
+        """Make the staged write the file ``file_id``; the staging folder is gone afterwards."""
         try:
-            first = await anext(upload.chunks, None)
-            second = None if first is None else await anext(upload.chunks, None)
-            if first is None or second is None:
-                # The whole content is in hand (up to one chunk: avatars, most
-                # documents): write, hash and commit it in a single thread hop.
-                await self._run_to_end(
-                    self._store_whole, folder, content, first or b"", upload, replace
-                )
-            else:
-                await self._run_to_end(os.makedirs, folder, exist_ok=replace)
-                length, checksum = await self._write_content(content, upload, (first, second))
-                await self._run_to_end(self._commit, folder, content, upload, length, checksum)
-            self._cache.discard(file_id)
-            done = True
+            if self.fsync:
+                content_fd = os.open(os.path.join(stage, CONTENT), _READ_FLAGS)
+                try:
+                    os.fsync(content_fd)
+                finally:
+                    os.close(content_fd)
+            self._write_metadata(stage, upload, length, checksum)
+            for _ in range(8):
+                if mode != "replace" and self._publish(file_id, stage):
+                    return
+                if mode == "create":
+                    raise StoredFileExistsError(file_id, self.name)
+                if self._swap_in(file_id, stage, required=mode == "replace"):
+                    return
+                # "put" found neither a folder to swap into nor a free name: a delete
+                # and a create raced it; look again.
+            raise BackendError(f"{self._label()}: {file_id!r} kept changing while being written")
         finally:
-            if not done:
+            if os.path.lexists(stage):
+                self._discard_stage(stage)
+
+    def _publish(self, file_id: str, stage: str) -> bool:
+        """Rename the staged folder to ``file_id``; ``False`` if the id is taken."""
+        try:
+            os.rename(stage, self._folder(file_id))
+        except OSError as exc:
+            if exc.errno in _TAKEN_ERRNOS:
+                return False
+            raise
+        if self.fsync:
+            root_fd = os.open(self.storage_path, _DIR_FLAGS)
+            try:
+                _fsync_folder(root_fd)
+            finally:
+                os.close(root_fd)
+        with contextlib.suppress(OSError):  # the staging area is hidden; only tidy if empty
+            os.rmdir(self._staging)
+        return True
+
+    def _swap_in(self, file_id: str, stage: str, *, required: bool) -> bool:
+        """Rename the staged files into the live folder, under its exclusive lock.
+
+        ``False`` when there is no live folder (never was, or a delete won);
+        with ``required`` that raises not-found instead.
+        """
+        path = self._folder(file_id)
+        try:
+            folder_fd = _open_folder(path)
+        except FileNotFoundError as exc:
+            if required:
+                raise StoredFileNotFoundError(file_id, self.name) from exc
+            return False
+        try:
+            with _locked(folder_fd, exclusive=True):
+                live = _is_live(path, folder_fd)
+                if not live or (required and not _is_regular(METADATA, folder_fd)):
+                    if required:
+                        raise StoredFileNotFoundError(file_id, self.name)
+                    return False
+                stage_fd = _open_folder(stage)
+                try:
+                    # metadata.json last: filedepot readers, which take no lock,
+                    # see the new content with the old metadata at worst.
+                    for name in (CONTENT, EXTRA, METADATA):
+                        os.rename(name, name, src_dir_fd=stage_fd, dst_dir_fd=folder_fd)
+                finally:
+                    os.close(stage_fd)
+                if self.fsync:
+                    _fsync_folder(folder_fd)
+            return True
+        finally:
+            os.close(folder_fd)
+
+    def _store_whole(self, file_id: str, data: bytes, upload: Upload, mode: WriteMode) -> None:
+        stage = self._new_stage()
+        try:
+            with open(os.path.join(stage, CONTENT), "xb") as out:
+                out.write(data)
+        except BaseException:
+            self._discard_stage(stage)
+            raise
+        self._commit(file_id, stage, upload, len(data), hashlib.sha256(data).hexdigest(), mode)
+
+    async def _store(self, file_id: str, upload: Upload, *, mode: WriteMode) -> None:
+        if not self._swept:
+            self._swept = True
+            await self._sweep_at_start()
+        first = await anext(upload.chunks, None)
+        second = None if first is None else await anext(upload.chunks, None)
+        if first is None or second is None:
+            # The whole content is in hand (up to one chunk: avatars, most
+            # documents): write, hash and commit it in a single thread hop.
+            data = first or b""
+            await commit_or_cancel(self._run(self._store_whole, file_id, data, upload, mode))
+        else:
+            stage = await self._run_to_end(self._new_stage)
+            try:
+                length, checksum = await self._write_content(
+                    os.path.join(stage, CONTENT), upload, (first, second)
+                )
+            except BaseException:
                 # Synchronous on purpose: this also runs on cancellation, and
                 # must finish even though the task is being torn down.
-                _remove(content)
-                if not replace:
-                    shutil.rmtree(folder, ignore_errors=True)
+                self._discard_stage(stage)
+                raise
+            # From here the commit thread owns the staging folder, whatever happens.
+            await commit_or_cancel(
+                self._run(self._commit, file_id, stage, upload, length, checksum, mode)
+            )
+        self._cache.discard(file_id)
 
     # -- deleting ----------------------------------------------------------------
 
     def _remove_folder(self, file_id: str) -> None:
-        folder = self._folder(file_id)
-        # Rename first so the file disappears at once for readers; the rename
-        # target is not a valid id, so ``list`` never shows it.
-        trash = os.path.join(self.storage_path, f".deleted-{file_id}-{uuid.uuid4().hex}")
+        path = self._folder(file_id)
         try:
-            os.rename(folder, trash)
-        except (FileNotFoundError, NotADirectoryError):
+            folder_fd = _open_folder(path)
+        except FileNotFoundError:
             return
-        shutil.rmtree(trash)
+        except _LinkRefused:
+            os.unlink(path)  # a planted link: remove the link, never what it points to
+            return
+        trash = f"{self._root}{TRASH}{file_id}-{uuid.uuid4().hex}"
+        try:
+            with _locked(folder_fd, exclusive=True):
+                if not _is_live(path, folder_fd):
+                    return  # another delete won
+                # Renamed under the lock: the file disappears at once for readers,
+                # and a replace waiting for the lock finds it gone. The trash name
+                # is not a valid id, so ``list`` never shows it.
+                os.rename(path, trash)
+        finally:
+            os.close(folder_fd)
+        _rmtree(trash)
 
     async def _delete(self, file_id: str) -> None:
         self._cache.discard(file_id)
         await self._run(self._remove_folder, file_id)
+
+    # -- leftovers of crashed writers ------------------------------------------------
+
+    def _sweep(self, older_than: timedelta, *, deep: bool) -> int:
+        """Remove staging folders, trash and (``deep``) depotx 0.1 temporaries older than that."""
+        now = time.time()
+        limit = older_than.total_seconds()
+        removed = 0
+        candidates: list[str] = []
+        try:
+            with os.scandir(self._staging) as staged:
+                candidates.extend(entry.path for entry in staged)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        try:
+            with os.scandir(self.storage_path) as root:
+                for entry in root:
+                    if entry.name.startswith(TRASH):
+                        candidates.append(entry.path)
+                    elif (
+                        deep
+                        and is_valid_file_id(entry.name)
+                        and entry.is_dir(follow_symlinks=False)
+                    ):
+                        with os.scandir(entry.path) as inside:
+                            candidates.extend(
+                                item.path
+                                for item in inside
+                                if item.name.startswith(_LEGACY_TEMP_PREFIXES)
+                                and item.name.endswith(".tmp")
+                            )
+        except FileNotFoundError:
+            return 0
+        for path in candidates:
+            if _age(path, now) < limit:
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                _rmtree(path)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            removed += 1
+            logger.info("depotx: %s: removed stale leftover %s", self._label(), path)
+        with contextlib.suppress(OSError):
+            os.rmdir(self._staging)
+        return removed
+
+    async def _sweep_at_start(self) -> None:
+        """The first write sweeps the staging area: cheap, and crashes leave their mess there."""
+        try:
+            await self._run(functools.partial(self._sweep, self.temp_max_age, deep=False))
+        except OSError as exc:
+            logger.warning("depotx: %s: sweeping stale temporaries failed: %s", self._label(), exc)
+
+    async def _cleanup(self, older_than: timedelta) -> int:
+        """Sweep the staging area, deleted folders, and temporaries of depotx 0.1 in folders."""
+        return await self._run(functools.partial(self._sweep, older_than, deep=True))

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .._content import Upload
-from .._exceptions import StoredFileNotFoundError
+from .._exceptions import StoredFileExistsError, StoredFileNotFoundError
 from .._files import BytesStoredFile, StoredFile
-from .base import FileStorage, utcnow
+from .base import FileStorage, WriteMode, utcnow
 
 __all__ = ["MemoryFileStorage"]
 
@@ -48,13 +48,19 @@ class MemoryFileStorage(FileStorage):
             storage=self,
         )
 
-    async def _store(self, file_id: str, upload: Upload, *, replace: bool) -> None:
+    async def _store(self, file_id: str, upload: Upload, *, mode: WriteMode) -> None:
         buffer = bytearray()
         digest = hashlib.sha256()
         async for chunk in upload.chunks:
             buffer += chunk
             digest.update(chunk)
         # Only a complete upload reaches the dict: a failure above leaves nothing.
+        # The check and the commit below run with no await between them, so they
+        # are atomic for every other task on the loop.
+        if mode == "create" and file_id in self._files:
+            raise StoredFileExistsError(file_id, self.name)
+        if mode == "replace" and file_id not in self._files:
+            raise StoredFileNotFoundError(file_id, self.name)
         self._files[file_id] = _Entry(
             data=bytes(buffer),
             filename=upload.filename,

@@ -29,24 +29,31 @@ import hashlib
 import json
 import logging
 import unicodedata
-from collections.abc import AsyncIterator, Iterator, Mapping
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
-from .._content import DEFAULT_FILENAME, Upload
+from .._content import Upload
 from .._exceptions import (
     BackendError,
     ConfigurationError,
     DepotError,
     MissingDependencyError,
     StoredFileChangedError,
+    StoredFileExistsError,
     StoredFileNotFoundError,
     ValidationError,
 )
 from .._files import StoredFile
+from .._formats import (
+    DEFAULT_CONTENT_TYPE,
+    DEFAULT_FILENAME,
+    format_filedepot_time,
+    parse_filedepot_time,
+)
 from .._ids import is_valid_file_id
-from .base import FileStorage, utcnow
+from .base import FileStorage, WriteMode, commit_or_cancel, utcnow
 
 try:
     import aioboto3
@@ -77,6 +84,10 @@ DEFAULT_PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000
 #: S3's limit on user metadata: keys plus values, UTF-8 bytes, all headers together.
 METADATA_LIMIT = 2 * KiB
+#: How long to wait for a connection, and for the next bytes of an answer, before
+#: giving up (botocore's own default is 60 s each, times three attempts).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 15.0
 #: SigV4 presigned URLs live at most seven days.
 MAX_PRESIGNED_EXPIRES = 7 * 24 * 3600
 
@@ -84,7 +95,6 @@ FILENAME_KEY = "x-depot-filename"
 MODIFIED_KEY = "x-depot-modified"
 CHECKSUM_KEY = "x-depotx-checksum"
 METADATA_KEY = "x-depotx-metadata"
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # filedepot's quoting of the filename metadata; keeping it means filedepot's
 # ``unquote`` gives back the same name.
 _FILENAME_SAFE = "!#$&+-.^_`|~"
@@ -105,6 +115,9 @@ _PUBLIC_ACLS = frozenset({"public-read", "public-read-write"})
 # Creating a bucket for these needs ACLs enabled on it (new AWS buckets disable them).
 _OWNER_ONLY_ACLS = frozenset({"private", "bucket-owner-full-control"})
 
+#: How often a replace that keeps losing to other replaces goes again.
+_COMMIT_ATTEMPTS = 5
+_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchVersion"})
 _CREDENTIAL_CODES = frozenset(
     {
@@ -132,8 +145,6 @@ _BUSY_CODES = frozenset(
         "504",
     }
 )
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 def _error_code(exc: ClientError) -> str:
@@ -164,19 +175,6 @@ def _content_disposition(filename: str) -> str:
 
 def _metadata_size(metadata: Mapping[str, str]) -> int:
     return sum(len(key.encode()) + len(value.encode()) for key, value in metadata.items())
-
-
-def _as_bool_or_path(value: bool | str | None) -> bool | str | None:
-    """``verify`` takes a bool or a CA bundle path; strings from ``.ini`` files may mean a bool."""
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        if lowered in {"", "none", "null"}:
-            return None
-    return value
 
 
 class _PartReader:
@@ -250,7 +248,7 @@ class S3StoredFile(StoredFile):
             params["VersionId"] = self._version_id
         else:
             params["IfMatch"] = self._etag
-        with backend._errors("read", self.file_id):
+        with backend._translating("read", self.file_id):
             client = await backend._client()
             try:
                 response = await client.get_object(**params)
@@ -332,6 +330,9 @@ class S3Storage(FileStorage):
         server_side_encryption: str | None = None,
         host: str | None = None,
         encrypt_key: bool = False,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        conditional_writes: bool = True,
     ) -> None:
         if host:  # filedepot's boto2 storage (depot.io.awss3) names the endpoint by host
             if endpoint_url:
@@ -384,6 +385,8 @@ class S3Storage(FileStorage):
             )
         if max_concurrency < 1:
             raise ConfigurationError("max_concurrency must be at least 1")
+        if connect_timeout <= 0 or read_timeout <= 0:
+            raise ConfigurationError("connect_timeout and read_timeout must be positive")
         if addressing_style not in (None, "auto", "path", "virtual"):
             raise ConfigurationError(
                 f"addressing_style must be auto, path or virtual, not {addressing_style!r}"
@@ -402,6 +405,7 @@ class S3Storage(FileStorage):
         self.create_bucket = create_bucket
         self.part_size = part_size
         self.max_concurrency = max_concurrency
+        self.conditional_writes = conditional_writes
         self._region_name = region_name
         self._credentials: dict[str, str] = {}
         if access_key_id and secret_access_key:
@@ -412,7 +416,9 @@ class S3Storage(FileStorage):
             if session_token:
                 self._credentials["aws_session_token"] = session_token
         self._profile_name = profile_name
-        self._config_kwargs = self._merge_config(config, addressing_style, max_concurrency)
+        self._config_kwargs = self._merge_config(
+            config, addressing_style, max_concurrency, connect_timeout, read_timeout
+        )
         try:
             self._config = Config(**self._config_kwargs)
         except TypeError as exc:
@@ -420,7 +426,6 @@ class S3Storage(FileStorage):
         self._client_kwargs: dict[str, Any] = {"config": self._config, "use_ssl": use_ssl}
         if endpoint_url:
             self._client_kwargs["endpoint_url"] = endpoint_url
-        verify = _as_bool_or_path(verify)
         if verify is not None:
             self._client_kwargs["verify"] = verify
 
@@ -434,12 +439,22 @@ class S3Storage(FileStorage):
 
     @staticmethod
     def _merge_config(
-        user: Mapping[str, Any] | None, addressing_style: str | None, concurrency: int
+        user: Mapping[str, Any] | None,
+        addressing_style: str | None,
+        concurrency: int,
+        connect_timeout: float,
+        read_timeout: float,
     ) -> dict[str, Any]:
-        """Our defaults under the user's ``config``; nested ``retries``/``s3`` merge key by key."""
+        """Our defaults under the user's ``config``; nested ``retries``/``s3`` merge key by key.
+
+        botocore's own timeouts (60 s each, three attempts) let a frozen endpoint
+        hold a request for three minutes; ours make it a quick, clear failure.
+        """
         merged: dict[str, Any] = {
             "retries": {"mode": "standard"},
             "max_pool_connections": max(10, 2 * concurrency),
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
         }
         if addressing_style:
             merged["s3"] = {"addressing_style": addressing_style}
@@ -569,25 +584,22 @@ class S3Storage(FileStorage):
             "create it, or set depot.create_bucket = true"
         )
 
-    @contextlib.contextmanager
-    def _errors(self, action: str, file_id: str | None) -> Iterator[None]:
-        """Map botocore and aiohttp failures onto the depotx error tree, cause chained."""
+    def _translate_error(
+        self, exc: Exception, action: str, file_id: str | None
+    ) -> DepotError | None:
+        """Map botocore and aiohttp failures onto the depotx error tree."""
         what = f" {file_id!r}" if file_id else ""
         label = self._label()
-        try:
-            yield
-        except DepotError:
-            raise
-        except (NoCredentialsError, PartialCredentialsError) as exc:
-            raise ConfigurationError(
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+            return ConfigurationError(
                 f"{label}: no usable AWS credentials ({exc}); set depot.access_key_id and "
                 "depot.secret_access_key, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a "
                 "profile or role"
-            ) from exc
-        except ClientError as exc:
+            )
+        if isinstance(exc, ClientError):
             code = _error_code(exc)
             if code == "NoSuchBucket":
-                raise self._bucket_missing() from exc
+                return self._bucket_missing()
             if code in _CREDENTIAL_CODES:
                 message = (
                     f"the service rejected the credentials ({code}); check "
@@ -603,9 +615,10 @@ class S3Storage(FileStorage):
                 message = f"the service is unavailable or throttling ({code}) after retries"
             else:
                 message = f"{code or _status(exc)}: {exc}"
-            raise BackendError(f"{label}: {action}{what} failed: {message}") from exc
-        except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise BackendError(f"{label}: {action}{what} failed: {exc}") from exc
+            return BackendError(f"{label}: {action}{what} failed: {message}")
+        if isinstance(exc, (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError)):
+            return BackendError(f"{label}: {action}{what} failed: {exc}")
+        return super()._translate_error(exc, action, file_id)
 
     # -- keys and metadata ---------------------------------------------------------
 
@@ -615,7 +628,7 @@ class S3Storage(FileStorage):
     def _object_metadata(self, upload: Upload) -> dict[str, str]:
         metadata = {
             FILENAME_KEY: quote(upload.filename, safe=_FILENAME_SAFE, encoding="utf-8"),
-            MODIFIED_KEY: utcnow().strftime(TIME_FORMAT),
+            MODIFIED_KEY: format_filedepot_time(utcnow()),
         }
         if upload.metadata:
             metadata[METADATA_KEY] = json.dumps(
@@ -655,11 +668,8 @@ class S3Storage(FileStorage):
         checksum = meta.get(CHECKSUM_KEY) or etag.strip('"')
         last_modified: datetime | None = None
         if meta.get(MODIFIED_KEY):
-            try:
-                last_modified = datetime.strptime(meta[MODIFIED_KEY], TIME_FORMAT).replace(
-                    tzinfo=timezone.utc
-                )
-            except ValueError:
+            last_modified = parse_filedepot_time(meta[MODIFIED_KEY])
+            if last_modified is None:
                 logger.warning(
                     "%s: %r has a malformed %s %r; using the object's LastModified",
                     self._label(),
@@ -699,7 +709,7 @@ class S3Storage(FileStorage):
             etag=etag,
             version_id=str(version_id) if version_id and version_id != "null" else None,
             filename=filename,
-            content_type=str(head.get("ContentType") or "application/octet-stream"),
+            content_type=str(head.get("ContentType") or DEFAULT_CONTENT_TYPE),
             content_length=int(head.get("ContentLength", 0)),
             last_modified=last_modified,
             checksum=checksum,
@@ -710,60 +720,130 @@ class S3Storage(FileStorage):
     # -- primitives ------------------------------------------------------------------
 
     async def _get(self, file_id: str) -> StoredFile:
-        with self._errors("get", file_id):
-            client = await self._client()
-            try:
-                head = await client.head_object(Bucket=self.bucket, Key=self._key(file_id))
-            except ClientError as exc:
-                if _is_not_found(exc):
-                    raise await self._missing(client, file_id) from exc
-                raise
-            return self._stored_file(file_id, head)
+        client = await self._client()
+        try:
+            head = await client.head_object(Bucket=self.bucket, Key=self._key(file_id))
+        except ClientError as exc:
+            if _is_not_found(exc):
+                raise await self._missing(client, file_id) from exc
+            raise
+        return self._stored_file(file_id, head)
 
     async def _exists(self, file_id: str) -> bool:
-        with self._errors("exists", file_id):
-            client = await self._client()
-            try:
-                await client.head_object(Bucket=self.bucket, Key=self._key(file_id))
-            except ClientError as exc:
-                if _is_not_found(exc):
-                    await self._missing(client, file_id)
-                    return False
-                raise
-            return True
+        client = await self._client()
+        try:
+            await client.head_object(Bucket=self.bucket, Key=self._key(file_id))
+        except ClientError as exc:
+            if _is_not_found(exc):
+                await self._missing(client, file_id)
+                return False
+            raise
+        return True
 
     async def _delete(self, file_id: str) -> None:
-        with self._errors("delete", file_id):
-            client = await self._client()
-            await client.delete_object(Bucket=self.bucket, Key=self._key(file_id))
+        client = await self._client()
+        await client.delete_object(Bucket=self.bucket, Key=self._key(file_id))
 
     async def _list(self) -> AsyncIterator[str]:
-        with self._errors("list", None):
-            client = await self._client()
-            paginator = client.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
-                for item in page.get("Contents", ()):
-                    file_id = str(item["Key"])[len(self.prefix) :]
-                    if is_valid_file_id(file_id):
-                        yield file_id
+        client = await self._client()
+        paginator = client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for item in page.get("Contents", ()):
+                file_id = str(item["Key"])[len(self.prefix) :]
+                if is_valid_file_id(file_id):
+                    yield file_id
 
-    async def _store(self, file_id: str, upload: Upload, *, replace: bool) -> None:
-        action = "replace" if replace else "create"
-        with self._errors(action, file_id):
-            params = self._put_params(self._key(file_id), upload)
-            client = await self._client()
-            digest = hashlib.sha256()
-            reader = _PartReader(upload.chunks, self.part_size, digest)
-            first = await reader.read()
-            if reader.done:
-                # One part: one PutObject, atomic, and the sha256 is known before it is sent.
-                params["Metadata"][CHECKSUM_KEY] = digest.hexdigest()
-                await client.put_object(Body=first, **params)
+    async def _store(self, file_id: str, upload: Upload, *, mode: WriteMode) -> None:
+        params = self._put_params(self._key(file_id), upload)
+        client = await self._client()
+        digest = hashlib.sha256()
+        reader = _PartReader(upload.chunks, self.part_size, digest)
+        first = await reader.read()
+        if reader.done:
+            # One part: one PutObject, atomic, and the sha256 is known before it is sent.
+            params["Metadata"][CHECKSUM_KEY] = digest.hexdigest()
+            await commit_or_cancel(self._commit(client, file_id, mode, params, Body=first))
+            return
+        await self._multipart(client, file_id, mode, params, first, reader)
+
+    async def _commit(
+        self, client: Any, file_id: str, mode: WriteMode, params: Mapping[str, Any], **extra: Any
+    ) -> None:
+        """The request that makes a write visible: ``PutObject`` or ``CompleteMultipartUpload``.
+
+        Conditional, so the rules of :data:`WriteMode` hold in the service itself:
+        a create sends ``If-None-Match: *`` (exactly one create of a key wins), a
+        replace sends ``If-Match`` with the ETag the key has right before it (a
+        delete that landed while the content uploaded wins: the key is gone, and
+        the replace raises not-found instead of bringing it back). A replace that
+        loses to another replace goes again on top of it. With
+        ``conditional_writes = false`` the same is checked with a ``HeadObject``
+        first, which leaves a window of milliseconds.
+        """
+        request = dict(params, **extra)
+        for _ in range(_COMMIT_ATTEMPTS):
+            if mode == "replace" or not self.conditional_writes:
+                etag = await self._current_etag(client, file_id)
+                if mode == "replace" and etag is None:
+                    raise StoredFileNotFoundError(file_id, self.name)
+                if mode == "create" and etag is not None:
+                    raise StoredFileExistsError(file_id, self.name)
+                if mode == "replace" and self.conditional_writes:
+                    request["IfMatch"] = etag
+            elif mode == "create":
+                request["IfNoneMatch"] = "*"
+            try:
+                if "UploadId" in request:
+                    await client.complete_multipart_upload(**request)
+                else:
+                    await client.put_object(**request)
                 return
-            await self._multipart(client, params, first, reader)
+            except ClientError as exc:
+                failed = _error_code(exc) in _CONFLICT_CODES or _status(exc) in (409, 412)
+                if mode == "create" and failed:
+                    raise StoredFileExistsError(file_id, self.name) from exc
+                if mode == "replace" and _is_not_found(exc):
+                    raise StoredFileNotFoundError(file_id, self.name) from exc
+                if not (mode == "replace" and failed):
+                    raise
+                # Another replace committed between our look and our write: go again.
+        raise BackendError(f"{self._label()}: replace {file_id!r} kept losing to other writers")
+
+    async def _current_etag(self, client: Any, file_id: str) -> str | None:
+        try:
+            head = await client.head_object(Bucket=self.bucket, Key=self._key(file_id))
+        except ClientError as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+        return str(head["ETag"])
+
+    async def _cleanup(self, older_than: timedelta) -> int:
+        """Abort multipart uploads under the prefix started longer ago than ``older_than``.
+
+        A process killed mid-upload leaves its parts stored (and billed) until then.
+        """
+        client = await self._client()
+        cutoff = datetime.now(timezone.utc) - older_than
+        removed = 0
+        paginator = client.get_paginator("list_multipart_uploads")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for item in page.get("Uploads", ()):
+                if item["Initiated"] <= cutoff:
+                    await client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=item["Key"], UploadId=item["UploadId"]
+                    )
+                    removed += 1
+        return removed
 
     async def _multipart(
-        self, client: Any, params: dict[str, Any], first: bytes, reader: _PartReader
+        self,
+        client: Any,
+        file_id: str,
+        mode: WriteMode,
+        params: dict[str, Any],
+        first: bytes,
+        reader: _PartReader,
     ) -> None:
         """Upload in parts, ``max_concurrency`` at a time; abort on any failure.
 
@@ -815,9 +895,17 @@ class S3Storage(FileStorage):
                     )
                 tasks.append(asyncio.ensure_future(send(len(tasks) + 1, data)))
             parts = await asyncio.gather(*tasks)
-            await client.complete_multipart_upload(
-                UploadId=upload_id, MultipartUpload={"Parts": parts}, **target
+            await commit_or_cancel(
+                self._commit(
+                    client,
+                    file_id,
+                    mode,
+                    target,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
             )
+            return
         except BaseException:
             # Shielded: a second cancellation must not skip the abort, or the parts
             # would stay (and be billed) until a lifecycle rule removes them.

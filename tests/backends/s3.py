@@ -40,6 +40,28 @@ _endpoint: str | None = None
 _lock = threading.Lock()
 
 
+def serialize_writes(server: ThreadedMotoServer) -> None:
+    """Make each of moto's writes one atomic step, as S3's own are.
+
+    moto checks a conditional write (``If-None-Match``, ``If-Match``) and stores
+    the object in two steps on a threaded server, so two racing writes can both
+    pass the check where S3 lets one win (shared/notes/moto.md). One lock around
+    the requests that change objects makes moto judge them one at a time; what a
+    race test then checks is depotx's handling of the 412, not moto's own race.
+    """
+    wsgi = server._server
+    app = wsgi.app
+    writes = threading.Lock()
+
+    def locked(environ: dict[str, object], start_response: Callable[..., object]) -> object:
+        if environ.get("REQUEST_METHOD") in ("PUT", "POST", "DELETE"):
+            with writes:
+                return list(app(environ, start_response))
+        return app(environ, start_response)
+
+    wsgi.app = locked
+
+
 def moto_endpoint() -> str:
     """The shared moto server's URL, starting it on first use."""
     global _server, _endpoint
@@ -48,6 +70,7 @@ def moto_endpoint() -> str:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             server.start()
+            serialize_writes(server)
             atexit.register(server.stop)
             host, port = server.get_host_and_port()
             _server, _endpoint = server, f"http://{host}:{port}"

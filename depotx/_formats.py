@@ -1,0 +1,41 @@
+"""filedepot's saved formats, in one place: every backend reads and writes them alike.
+
+What filedepot writes into metadata (local ``metadata.json``, S3 object
+metadata, GridFS documents) is a format other programs read, so it must not
+drift between backends:
+
+- ``last_modified`` as naive UTC ``%Y-%m-%d %H:%M:%S`` (no zone, no fraction);
+- a file stored without a name is ``"unnamed"``; without a type,
+  ``application/octet-stream``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+__all__ = [
+    "DEFAULT_CONTENT_TYPE",
+    "DEFAULT_FILENAME",
+    "TIME_FORMAT",
+    "format_filedepot_time",
+    "parse_filedepot_time",
+]
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+DEFAULT_FILENAME = "unnamed"
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+def format_filedepot_time(value: datetime) -> str:
+    """``value`` (aware) as filedepot stores it: naive UTC, whole seconds."""
+    return value.astimezone(timezone.utc).strftime(TIME_FORMAT)
+
+
+def parse_filedepot_time(value: object) -> datetime | None:
+    """A filedepot timestamp as an aware UTC datetime; ``None`` if ``value`` is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
