@@ -61,6 +61,11 @@ class StoredFile(abc.ABC):
     #: Whether reading may fail with I/O errors (wrapped in ``BackendError``);
     #: files already in memory skip that wrapper on the serving path.
     _does_io = True
+    #: How many ranges one HTTP request may ask of this file before it is sent
+    #: whole instead. Each range of a remote file is a request to its service,
+    #: so object stores keep this small (a request for 100 ranges must not turn
+    #: into 100 requests to S3).
+    max_ranges: int = 100
 
     def __init__(
         self,

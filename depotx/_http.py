@@ -21,19 +21,32 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import itertools
 import re
+import secrets
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import quote
 
 __all__ = [
+    "ACCEPT_RANGES",
     "MAX_RANGES",
+    "NOSNIFF",
     "NOT_MODIFIED",
+    "NO_STORE",
     "PRECONDITION_FAILED",
+    "RANGE_GAP",
+    "REASONS",
+    "FileHeaders",
+    "Headers",
+    "Plan",
     "content_disposition",
+    "disposition_for",
+    "error_plan",
     "evaluate_preconditions",
+    "file_headers",
     "format_http_date",
     "header_content_type",
     "if_range_matches",
@@ -44,6 +57,7 @@ __all__ = [
     "parse_etag_list",
     "parse_http_date",
     "parse_range",
+    "plan_response",
 ]
 
 #: Results of :func:`evaluate_preconditions` besides ``None`` ("go on").
@@ -200,11 +214,14 @@ def evaluate_preconditions(
     3. ``If-None-Match`` (weak comparison, lists, ``*``) → 304 for GET/HEAD, else 412;
     4. only without ``If-None-Match``, and for GET/HEAD: ``If-Modified-Since`` → 304.
 
-    Malformed dates and entity-tag lists are ignored. ``last_modified`` is
-    compared at whole seconds, the resolution of HTTP dates.
+    Malformed dates and ``If-None-Match`` lists are ignored; a malformed
+    ``If-Match`` matches nothing (412). ``last_modified`` is compared at whole
+    seconds, the resolution of HTTP dates.
     """
     if if_match is not None:
-        if _etag_in(if_match, etag, weak=False) is False:
+        # A malformed If-Match matches nothing (as nginx does): failing open would
+        # let a garbled conditional write through, and skip If-Unmodified-Since.
+        if _etag_in(if_match, etag, weak=False) is not True:
             return PRECONDITION_FAILED
     elif if_unmodified_since is not None:
         date = parse_http_date(if_unmodified_since)
@@ -224,29 +241,44 @@ def evaluate_preconditions(
 # -- ranges ----------------------------------------------------------------------------
 
 _RANGE_SPEC_RE = re.compile(r"\s*(\d*)\s*-\s*(\d*)\s*", re.ASCII)
+# Larger than any file: a position with more digits is "past the end". Python's
+# int() refuses strings of over 4,300 digits, which made a long Range a 500.
+_POSITION_DIGITS = 18
+_FAR = 10**_POSITION_DIGITS
+#: Ranges closer than this are sent as one part: the gap costs less than the
+#: headers of another part (RFC 9110 §14.6 allows this coalescing).
+RANGE_GAP = 80
 
 
-def parse_range(value: str, length: int) -> tuple[tuple[int, int], ...] | None:
+def _position(digits: str) -> int:
+    return int(digits) if len(digits) <= _POSITION_DIGITS else _FAR
+
+
+def parse_range(
+    value: str, length: int, *, max_ranges: int = MAX_RANGES
+) -> tuple[tuple[int, int], ...] | None:
     """Parse a ``Range`` field against a representation of ``length`` bytes.
 
     Returns half-open ``(start, end)`` pairs (``end`` exclusive, as
-    :meth:`~depotx.StoredFile.iter_bytes` takes them), sorted and coalesced
-    where they overlap or touch. Two results are special:
+    :meth:`~depotx.StoredFile.iter_bytes` takes them), in the order asked for
+    (RFC 9110 §14.6); only when some overlap or lie within :data:`RANGE_GAP`
+    bytes of each other are they sorted and coalesced. Two results are special:
 
     - ``None``: ignore the field and send the whole file with 200 (another unit,
-      a syntax error, more than :data:`MAX_RANGES` ranges, a suffix range of an
+      a syntax error, more than ``max_ranges`` ranges, a suffix range of an
       empty file), as RFC 9110 §14.2 allows;
     - ``()``: no range is satisfiable, answer 416 with ``Content-Range: bytes */<length>``.
 
     ``bytes=a-b`` (``b`` clamped to the end), ``bytes=a-`` and ``bytes=-n``
     (the last ``n`` bytes) are understood; unsatisfiable members of a list are
-    dropped (RFC 9110 §14.1.1).
+    dropped (RFC 9110 §14.1.1). Numbers of any length are fine: one past the
+    end is unsatisfiable or clamped, never an error.
     """
     unit, eq, spec = value.partition("=")
     if not eq or unit.strip().lower() != "bytes":
         return None
     parts = spec.split(",")
-    if len(parts) > MAX_RANGES:
+    if len(parts) > max_ranges:
         return None
     ranges: list[tuple[int, int]] = []
     saw_spec = False
@@ -259,9 +291,9 @@ def parse_range(value: str, length: int) -> tuple[tuple[int, int], ...] | None:
         first, last = match.group(1), match.group(2)
         saw_spec = True
         if first:
-            start = int(first)
+            start = _position(first)
             if last:
-                stop = int(last)
+                stop = _position(last)
                 if stop < start:
                     return None  # invalid int-range: the whole field is invalid
                 stop = min(stop + 1, length)
@@ -270,7 +302,7 @@ def parse_range(value: str, length: int) -> tuple[tuple[int, int], ...] | None:
             if start < length:
                 ranges.append((start, stop))
         elif last:
-            suffix = int(last)
+            suffix = _position(last)
             if length == 0:
                 return None  # nothing to take a suffix of: send the (empty) file
             if suffix > 0:
@@ -281,11 +313,13 @@ def parse_range(value: str, length: int) -> tuple[tuple[int, int], ...] | None:
         return None
     if len(ranges) <= 1:
         return tuple(ranges)
-    ranges.sort()
-    merged = [ranges[0]]
-    for start, stop in ranges[1:]:
+    ordered = sorted(ranges)
+    if all(b[0] - a[1] >= RANGE_GAP for a, b in itertools.pairwise(ordered)):
+        return tuple(ranges)  # nothing to merge: keep the client's order
+    merged = [ordered[0]]
+    for start, stop in ordered[1:]:
         last_start, last_stop = merged[-1]
-        if start <= last_stop:
+        if start - last_stop < RANGE_GAP:
             merged[-1] = (last_start, max(last_stop, stop))
         else:
             merged.append((start, stop))
@@ -411,6 +445,8 @@ def header_content_type(content_type: str) -> str:
 # RFC 5987 attr-char: what may appear unescaped in filename*.
 _ATTR_SAFE = "!#$&+-.^_`|~"
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Bidirectional overrides and marks: "\u202egnp.exe" shows as "exe.png".
+_BIDI_RE = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _FALLBACK_UNSAFE_RE = re.compile(r'[^\x20-\x7e]|["\\/]')
 
 
@@ -421,10 +457,13 @@ def content_disposition(filename: str, *, attachment: bool) -> str:
     stripped (``é`` → ``e``), and anything else outside printable ASCII, quotes,
     backslashes and slashes become ``_``, so the quoted string cannot be broken
     out of. When the fallback differs from the real name, ``filename*=UTF-8''``
-    carries it percent-encoded. Control characters never reach either.
+    carries it percent-encoded. Control characters never reach either, and
+    bidirectional overrides are dropped, so a name cannot pose as another
+    extension (``\u202egnp.exe`` shown as ``exe.png``).
     """
     disposition = "attachment" if attachment else "inline"
-    name = _CONTROL_RE.sub("_", filename.replace("/", "_").replace("\\", "_")).strip()
+    name = _BIDI_RE.sub("", filename)
+    name = _CONTROL_RE.sub("_", name.replace("/", "_").replace("\\", "_")).strip()
     if not name:
         name = "download"
     ascii_name = "".join(
@@ -442,3 +481,183 @@ def _strip_accents(char: str) -> str:
     """The ASCII part of a character's compatibility decomposition (``é`` → ``e``)."""
     decomposed = unicodedata.normalize("NFKD", char)
     return "".join(c for c in decomposed if c.isascii())
+
+
+def disposition_for(
+    filename: str, content_type: str, *, inline_active: bool = False, download: bool = False
+) -> str:
+    """The ``Content-Disposition`` of a stored file, wherever it is served from.
+
+    The one place of the active-content rule: HTML, SVG, XML and JavaScript
+    uploaded by users are ``attachment`` (a browser saves them instead of running
+    them on the origin that serves them) unless the storage allows them inline;
+    everything else is ``inline`` unless a download is asked for. The middleware,
+    ``StoredFileResponse`` and object stores (the disposition saved with an
+    object, and presigned URLs' overrides) all call this.
+    """
+    attachment = download or (not inline_active and is_active_content(content_type))
+    return content_disposition(filename, attachment=attachment)
+
+
+# -- the answer to one request ---------------------------------------------------------
+
+Headers = list[tuple[bytes, bytes]]
+
+NOSNIFF: Final = (b"x-content-type-options", b"nosniff")
+ACCEPT_RANGES: Final = (b"accept-ranges", b"bytes")
+NO_STORE: Final = (b"cache-control", b"no-store")
+_TEXT: Final = (b"content-type", b"text/plain; charset=utf-8")
+
+#: The short bodies of error answers.
+REASONS: Final[dict[int, bytes]] = {
+    400: b"Bad Request",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    412: b"Precondition Failed",
+    413: b"Content Too Large",
+    416: b"Range Not Satisfiable",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    507: b"Insufficient Storage",
+}
+
+
+class FileHeaders(NamedTuple):
+    """What the headers of one version of a file derive from, encoded once."""
+
+    etag: str
+    etag_header: bytes
+    last_modified: datetime
+    last_modified_header: bytes
+    content_type: str
+    content_type_header: bytes
+    disposition: bytes
+
+
+def file_headers(
+    checksum: str,
+    last_modified: datetime,
+    filename: str,
+    content_type: str,
+    inline_active: bool = False,
+    download: bool = False,
+) -> FileHeaders:
+    """The validators, type and disposition of one file version (pure: cacheable)."""
+    etag = make_etag(checksum)
+    header_type = header_content_type(content_type)
+    disposition = disposition_for(
+        filename, header_type, inline_active=inline_active, download=download
+    )
+    return FileHeaders(
+        etag=etag,
+        etag_header=etag.encode(),
+        last_modified=last_modified,
+        last_modified_header=format_http_date(last_modified).encode(),
+        content_type=header_type,
+        content_type_header=header_type.encode(),
+        disposition=disposition.encode(),
+    )
+
+
+class Plan(NamedTuple):
+    """What to answer: status, headers, and which bytes of the file make the body.
+
+    ``segments`` are half-open byte ranges of the file sent in order; with a
+    ``boundary`` each one is a part of a ``multipart/byteranges`` body. ``body``
+    is a fixed body instead (errors). ``send_body`` is false for HEAD and 304.
+    """
+
+    status: int
+    headers: Headers
+    segments: tuple[tuple[int, int], ...] = ()
+    boundary: str = ""
+    body: bytes = b""
+    send_body: bool = True
+
+
+def error_plan(status: int, *, head: bool = False, extra: Headers | None = None) -> Plan:
+    """An error answer: a short text body, never stored by caches (RFC 9111 §5.2.2.5)."""
+    body = REASONS[status]
+    headers: Headers = [
+        _TEXT,
+        (b"content-length", str(len(body)).encode()),
+        NOSNIFF,
+        NO_STORE,
+    ]
+    if extra:
+        headers.extend(extra)
+    return Plan(status, headers, body=body, send_body=not head)
+
+
+def plan_response(
+    file: FileHeaders,
+    length: int,
+    request: Mapping[bytes, bytes],
+    *,
+    head: bool,
+    cache_control: tuple[bytes, bytes],
+    max_ranges: int = MAX_RANGES,
+    boundary: Callable[[], str] = lambda: secrets.token_hex(13),
+) -> Plan:
+    """Plan the answer to a GET or HEAD of one file version (RFC 9110 §13, §14, §15).
+
+    ``request`` holds the request's conditional and range fields by lower-case
+    name (``if-match``, ``range``, ...; repeated fields joined with commas).
+    Pure: the middleware and ``StoredFileResponse`` send what it plans.
+    """
+    validators: Headers = [
+        (b"etag", file.etag_header),
+        (b"last-modified", file.last_modified_header),
+        cache_control,
+    ]
+    if request:  # most requests carry no conditional or range field at all
+        outcome = evaluate_preconditions(
+            etag=file.etag,
+            last_modified=file.last_modified,
+            if_match=_field(request, b"if-match"),
+            if_none_match=_field(request, b"if-none-match"),
+            if_modified_since=_field(request, b"if-modified-since"),
+            if_unmodified_since=_field(request, b"if-unmodified-since"),
+        )
+        if outcome == NOT_MODIFIED:
+            # RFC 9110 §15.4.5: the validators and caching fields, no content fields.
+            return Plan(304, validators, send_body=False)
+        if outcome == PRECONDITION_FAILED:
+            return error_plan(412, head=head)
+
+    ranges: tuple[tuple[int, int], ...] | None = None
+    range_value = _field(request, b"range") if request else None
+    if range_value is not None and not head:  # RFC 9110 §14.2: Range applies to GET only
+        if_range = _field(request, b"if-range")
+        if if_range is None or if_range_matches(
+            if_range, etag=file.etag, last_modified=file.last_modified
+        ):
+            ranges = parse_range(range_value, length, max_ranges=max_ranges)
+    if ranges == ():
+        return error_plan(416, extra=[(b"content-range", f"bytes */{length}".encode())])
+
+    headers = validators
+    headers.append(ACCEPT_RANGES)
+    headers.append(NOSNIFF)
+    headers.append((b"content-disposition", file.disposition))
+    if ranges is None:
+        headers.append((b"content-type", file.content_type_header))
+        headers.append((b"content-length", str(length).encode()))
+        return Plan(200, headers, ((0, length),), send_body=not head)
+    if len(ranges) == 1:
+        start, end = ranges[0]
+        headers.append((b"content-type", file.content_type_header))
+        headers.append((b"content-range", f"bytes {start}-{end - 1}/{length}".encode()))
+        headers.append((b"content-length", str(end - start).encode()))
+        return Plan(206, headers, ranges)
+    mark = boundary()
+    total = multipart_length(ranges, mark, file.content_type, length)
+    headers.append((b"content-type", f"multipart/byteranges; boundary={mark}".encode()))
+    headers.append((b"content-length", str(total).encode()))
+    return Plan(206, headers, ranges, boundary=mark)
+
+
+def _field(request: Mapping[bytes, bytes], name: bytes) -> str | None:
+    value = request.get(name)
+    return None if value is None else value.decode("latin-1")

@@ -27,6 +27,7 @@ __all__ = ["DEFAULT_MOUNTPOINT", "DepotManager", "StorageManager"]
 logger = logging.getLogger("depotx")
 
 DEFAULT_MOUNTPOINT = "/depot"
+_MOUNTPOINT_KEY = "mountpoint"
 _ALIAS_OPTION = "alias"
 _DEFAULT_KEY = "default"
 
@@ -39,11 +40,12 @@ class StorageManager:
     ``async with manager:``) when the app shuts down.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, mountpoint: str = DEFAULT_MOUNTPOINT) -> None:
         self._storages: dict[str, FileStorage] = {}
         self._aliases: dict[str, str] = {}
         self._default: str | None = None
         self._mountpoint = DEFAULT_MOUNTPOINT
+        self.set_mountpoint(mountpoint)
 
     # -- configuration -----------------------------------------------------------
 
@@ -102,13 +104,17 @@ class StorageManager:
         ``depot.<name>.<option>`` keys configure storage ``<name>``;
         ``depot.<alias>.alias = <name>`` makes an alias; ``depot.default = <name>``
         picks the default (else the first storage in the settings is the default,
-        unless this manager already had one). Keys outside ``prefix`` are ignored.
+        unless this manager already had one); ``depot.mountpoint = /media`` sets
+        where the middleware serves files. Keys outside ``prefix`` are ignored.
         """
         groups: dict[str, dict[str, Any]] = {}
         default: str | None = None
         for key, value in options_under(settings, prefix).items():
             if key == _DEFAULT_KEY:
                 default = str(value)
+                continue
+            if key == _MOUNTPOINT_KEY:
+                self.set_mountpoint(str(value))
                 continue
             name, dot, option = key.partition(".")
             if not dot or not name or not option:
@@ -207,7 +213,10 @@ class StorageManager:
         The storage's public URL where it has one, else the middleware's route.
         """
         storage_name, file_id = split_path(path)
-        storage = self.get(storage_name)
+        # Through the storage's real name: an alias re-pointed later must not
+        # turn the URLs already handed out into 404s.
+        storage_name = self.resolve_alias(storage_name)
+        storage = self._storages[storage_name]
         public = storage.public_url(file_id)  # validated by split_path and the storage
         if public:
             return public
@@ -218,17 +227,27 @@ class StorageManager:
         return self._mountpoint
 
     def set_mountpoint(self, mountpoint: str) -> None:
-        """Where the middleware serves files; ``make_middleware`` calls this."""
-        if not mountpoint.startswith("/"):
+        """Set where the middleware serves files (and ``url_for`` points).
+
+        A setting of the manager, given at configuration (``StorageManager(mountpoint=...)``,
+        ``depot.mountpoint``) or here; a middleware reads it and never changes it.
+        """
+        if not isinstance(mountpoint, str) or not mountpoint.startswith("/"):
             raise ConfigurationError(f"mountpoint must be an absolute path, got {mountpoint!r}")
         self._mountpoint = mountpoint.rstrip("/") or ""
         if not self._mountpoint:
             raise ConfigurationError("mountpoint cannot be '/': files need a prefix of their own")
 
     def make_middleware(self, app: ASGIApp, **options: Any) -> DepotMiddleware:
-        """Wrap ``app`` in the middleware that serves this manager's files."""
+        """Wrap ``app`` in the middleware that serves this manager's files.
+
+        A ``mountpoint`` option sets the manager's mountpoint first (filedepot's
+        ``make_middleware(app, mountpoint=...)``), so ``url_for`` agrees at once.
+        """
         from .middleware import DepotMiddleware
 
+        if "mountpoint" in options:
+            self.set_mountpoint(options.pop("mountpoint"))
         return DepotMiddleware(app, manager=self, **options)
 
     # -- lifecycle -----------------------------------------------------------------

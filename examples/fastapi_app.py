@@ -13,7 +13,7 @@ from depotx import DepotManager, DepotMiddleware
 DepotManager.configure("default", {"depot.storage_path": "./example-files"})
 
 app = FastAPI()
-app.add_middleware(DepotMiddleware, mountpoint="/depot", cache_max_age=3600)
+app.add_middleware(DepotMiddleware, cache_max_age=3600)
 
 
 @app.post("/upload", status_code=201)

@@ -29,5 +29,5 @@ async def upload(request: Request) -> JSONResponse:
 
 app = Starlette(
     routes=[Route("/upload", upload, methods=["POST"])],
-    middleware=[Middleware(DepotMiddleware, mountpoint="/depot", cache_max_age=3600)],
+    middleware=[Middleware(DepotMiddleware, cache_max_age=3600)],
 )

@@ -11,7 +11,9 @@ from depotx._http import (
     NOT_MODIFIED,
     PRECONDITION_FAILED,
     content_disposition,
+    disposition_for,
     evaluate_preconditions,
+    file_headers,
     format_http_date,
     header_content_type,
     if_range_matches,
@@ -22,6 +24,7 @@ from depotx._http import (
     parse_etag_list,
     parse_http_date,
     parse_range,
+    plan_response,
 )
 
 UTC = timezone.utc
@@ -246,10 +249,38 @@ def test_single_ranges(value: str, expected: tuple[tuple[int, int], ...]) -> Non
     assert parse_range(value, 100) == expected
 
 
-def test_multiple_ranges_are_sorted_and_coalesced() -> None:
-    assert parse_range("bytes=50-59,0-9", 100) == ((0, 10), (50, 60))
-    assert parse_range("bytes=0-9,5-14,15-19", 100) == ((0, 20),)  # overlapping and adjacent
-    assert parse_range("bytes=0-9, ,20-29", 100) == ((0, 10), (20, 30))
+def test_multiple_ranges_keep_the_requested_order() -> None:
+    """RFC 9110 §14.6: parts come in the order asked for, unless they were merged."""
+    assert parse_range("bytes=500-599,0-9", 1000) == ((500, 600), (0, 10))
+    assert parse_range("bytes=900-,0-9, ,300-399", 1000) == ((900, 1000), (0, 10), (300, 400))
+
+
+def test_overlapping_or_close_ranges_are_sorted_and_coalesced() -> None:
+    assert parse_range("bytes=0-9,5-14,15-19", 1000) == ((0, 20),)  # overlapping and adjacent
+    # A gap smaller than another part's headers costs less sent than split.
+    assert parse_range("bytes=50-59,0-9", 100) == ((0, 60),)
+    assert parse_range("bytes=600-699,0-9,20-29", 1000) == ((0, 30), (600, 700))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("bytes=" + "9" * 5000 + "-", ()),  # a start past any file: unsatisfiable
+        ("bytes=0-" + "9" * 5000, ((0, 100),)),  # an end past the file: clamped
+        ("bytes=-" + "9" * 5000, ((0, 100),)),  # a suffix longer than the file: all of it
+        ("bytes=10-19," + "9" * 5000 + "-", ((10, 20),)),
+    ],
+)
+def test_numbers_of_any_length_never_fail(
+    value: str, expected: tuple[tuple[int, int], ...]
+) -> None:
+    assert parse_range(value, 100) == expected
+
+
+def test_more_ranges_than_allowed_means_the_whole_file() -> None:
+    value = "bytes=" + ",".join(f"{n * 100}-{n * 100 + 9}" for n in range(9))
+    assert parse_range(value, 10_000, max_ranges=8) is None
+    assert len(parse_range(value, 10_000, max_ranges=9) or ()) == 9
 
 
 def test_unsatisfiable_members_are_dropped_from_a_list() -> None:
@@ -401,3 +432,38 @@ def test_disposition_neutralises_quotes_backslashes_and_control_chars(
     assert "\x00" not in value
     # The quoted string is never broken out of: exactly two unescaped quotes.
     assert value.count('"') == 2
+
+
+@pytest.mark.parametrize("bidi", ["\u202e", "\u202d", "\u2066", "\u200f", "\u061c"])
+def test_bidi_controls_cannot_disguise_an_extension(bidi: str) -> None:
+    value = content_disposition(f"invoice{bidi}gnp.exe", attachment=True)
+    assert bidi not in value
+    assert "%E2%80%AE" not in value
+    assert "%E2%81%A6" not in value
+    assert "invoicegnp.exe" in value
+
+
+def test_one_disposition_rule_for_every_path() -> None:
+    assert disposition_for("a.html", "text/html").startswith("attachment;")
+    assert disposition_for("a.svg", "image/svg+xml; charset=utf-8").startswith("attachment;")
+    assert disposition_for("a.png", "image/png").startswith("inline;")
+    assert disposition_for("a.html", "text/html", inline_active=True).startswith("inline;")
+    assert disposition_for("a.png", "image/png", download=True).startswith("attachment;")
+
+
+def test_plan_keeps_errors_uncacheable_and_304_cacheable() -> None:
+    file = file_headers("abc123", MODIFIED, "a.txt", "text/plain")
+    cache = (b"cache-control", b"private, max-age=60")
+    not_modified = plan_response(
+        file, 10, {b"if-none-match": file.etag_header}, head=False, cache_control=cache
+    )
+    assert not_modified.status == 304
+    assert cache in not_modified.headers
+    assert not not_modified.send_body
+    failed = plan_response(file, 10, {b"if-match": b'"x"'}, head=False, cache_control=cache)
+    assert failed.status == 412
+    assert (b"cache-control", b"no-store") in failed.headers
+    assert cache not in failed.headers
+    head = plan_response(file, 10, {}, head=True, cache_control=cache)
+    assert (head.status, head.send_body) == (200, False)
+    assert (b"content-length", b"10") in head.headers

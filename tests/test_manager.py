@@ -274,7 +274,8 @@ async def test_get_file_and_url_for(manager: StorageManager) -> None:
     async with await manager.get_file(f"pictures/{file_id}") as stored:
         assert stored.file_id == file_id
     assert manager.url_for(f"media/{file_id}") == f"/depot/media/{file_id}"
-    assert manager.url_for(f"pictures/{file_id}") == f"/depot/pictures/{file_id}"
+    # Through the real storage: re-pointing the alias later keeps the URL working.
+    assert manager.url_for(f"pictures/{file_id}") == f"/depot/media/{file_id}"
     manager.set_mountpoint("/files/")
     assert manager.url_for(f"media/{file_id}") == f"/files/media/{file_id}"
 

@@ -241,27 +241,43 @@ async def test_cache_options(setup: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [
-        "/",
-        "/other",
-        "/depot",
-        "/depot/",
-        "/depot/files",
-        "/depot/files/",
-        "/depotx/files/{id}",
-        "/depot123/files/{id}",
-        "/x/depot/files/{id}",
-        "/depot/files/{id}/extra",
-        "/depot//{id}",
-    ],
+    ["/", "/other", "/depotx/files/{id}", "/depot123/files/{id}", "/x/depot/files/{id}"],
 )
-async def test_paths_outside_the_exact_route_pass_through(
+async def test_paths_outside_the_mountpoint_pass_through(
     setup: dict[str, Any], client: httpx.AsyncClient, path: str
 ) -> None:
     path = path.replace("{id}", setup["ids"]["files"])
     response = await client.get(path)
     assert response.status_code == 200
     assert response.text == f"app:{path}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/depot",
+        "/depot/",
+        "/depot/files",
+        "/depot/files/",
+        "/depot/nosuchstorage/{id}",
+        "/depot/files/{id}/extra",
+        "/depot/files/a/b",
+        "/depot//{id}",
+        "/depot/files/..%2f..%2fetc%2fpasswd",
+    ],
+)
+async def test_everything_under_the_mountpoint_is_answered_by_the_middleware(
+    setup: dict[str, Any], client: httpx.AsyncClient, path: str
+) -> None:
+    """The app behind the middleware never sees attacker-made paths under it."""
+    path = path.replace("{id}", setup["ids"]["files"])
+    response = await client.get(path)
+    assert response.status_code == 404
+    assert not response.text.startswith("app:")
+    assert response.headers["cache-control"] == "no-store"
+    head = await client.head(path)
+    assert head.status_code == 404
+    assert head.content == b""
 
 
 async def test_websocket_and_lifespan_scopes_pass_through(setup: dict[str, Any]) -> None:
@@ -294,14 +310,29 @@ async def test_root_path_is_honoured(setup: dict[str, Any]) -> None:
         assert other.text == "app:/prefix/other"
 
 
-async def test_mountpoint_is_what_url_for_returns(setup: dict[str, Any]) -> None:
-    manager = setup["manager"]
-    app = DepotMiddleware(inner_app, manager=manager, mountpoint="/media/")
+async def test_mountpoint_is_the_managers_setting(setup: dict[str, Any]) -> None:
+    manager = StorageManager(mountpoint="/media/")
+    manager.register("files", setup["manager"].get("files"))
     file_id = setup["ids"]["files"]
+    # Before any middleware exists, url_for already knows.
     assert manager.url_for(f"files/{file_id}") == f"/media/files/{file_id}"
+    app = DepotMiddleware(inner_app, manager=manager)
+    assert app.mountpoint == "/media"
     async with client_for(app) as c:
         assert (await c.get(manager.url_for(f"files/{file_id}"))).content == CONTENT
         assert (await c.get(f"/depot/files/{file_id}")).text.startswith("app:")
+    # Agreeing is fine; disagreeing is refused instead of silently re-pointing url_for.
+    DepotMiddleware(inner_app, manager=manager, mountpoint="/media")
+    with pytest.raises(ConfigurationError, match="differs from the manager"):
+        DepotMiddleware(inner_app, manager=manager, mountpoint="/other")
+    assert manager.url_for(f"files/{file_id}") == f"/media/files/{file_id}"
+
+
+def test_mountpoint_from_settings() -> None:
+    manager = StorageManager()
+    manager.configure_many({"depot.mountpoint": "/files", "depot.a.backend": "memory"})
+    assert manager.mountpoint == "/files"
+    assert manager.url_for("a/x1").startswith("/files/a/")
 
 
 def test_relative_or_root_mountpoint_is_refused(setup: dict[str, Any]) -> None:
@@ -309,6 +340,8 @@ def test_relative_or_root_mountpoint_is_refused(setup: dict[str, Any]) -> None:
         DepotMiddleware(inner_app, manager=setup["manager"], mountpoint="depot")
     with pytest.raises(ConfigurationError):
         DepotMiddleware(inner_app, manager=setup["manager"], mountpoint="/")
+    with pytest.raises(ConfigurationError):
+        StorageManager(mountpoint="relative")
 
 
 async def test_make_middleware_and_starlette_middleware_list(setup: dict[str, Any]) -> None:
@@ -324,11 +357,11 @@ async def test_make_middleware_and_starlette_middleware_list(setup: dict[str, An
 
     app = Starlette(
         routes=[Route("/", home)],
-        middleware=[Middleware(DepotMiddleware, manager=manager, mountpoint="/depot")],
+        middleware=[Middleware(DepotMiddleware, manager=manager, mountpoint="/made")],
     )
     async with client_for(app) as c:
         assert (await c.get("/")).text == "home"
-        assert (await c.get(f"/depot/files/{file_id}")).content == CONTENT
+        assert (await c.get(f"/made/files/{file_id}")).content == CONTENT
 
 
 # -- 404 and 405 ------------------------------------------------------------------------------
@@ -754,3 +787,75 @@ async def test_a_replaced_file_is_served_with_its_new_headers(
     assert "new.svg" in second.headers["content-disposition"]
     stale = await client.get(url, headers={"if-none-match": first.headers["etag"]})
     assert stale.status_code == 200
+
+
+# -- hardening: what third-party HTTP tools found ---------------------------------------
+
+
+def _count(response: httpx.Response, name: str) -> int:
+    return len(response.headers.get_list(name))
+
+
+async def test_error_answers_are_never_cacheable(
+    setup: dict[str, Any], client: httpx.AsyncClient
+) -> None:
+    url = f"/depot/files/{setup['ids']['files']}"
+    answers = {
+        404: await client.get("/depot/files/no-such-id"),
+        405: await client.post(url),
+        412: await client.get(url, headers={"If-Match": '"other"'}),
+        416: await client.get(url, headers={"Range": "bytes=999999-"}),
+    }
+    for status, response in answers.items():
+        assert response.status_code == status
+        assert response.headers["cache-control"] == "no-store", status
+        assert "max-age" not in response.headers["cache-control"]
+        assert _count(response, "x-content-type-options") == 1, status
+        assert "content-disposition" not in response.headers, status
+        assert "accept-ranges" not in response.headers, status
+        assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert answers[416].headers["content-range"] == f"bytes */{len(CONTENT)}"
+    # What did succeed is cacheable as configured.
+    ok = await client.get(url)
+    assert ok.headers["cache-control"] == "private, max-age=3600"
+    assert _count(ok, "x-content-type-options") == 1
+
+
+@pytest.mark.parametrize("value", ["garbage", "0", '"unterminated', "W/"])
+async def test_a_malformed_if_match_matches_nothing(
+    setup: dict[str, Any], client: httpx.AsyncClient, value: str
+) -> None:
+    url = f"/depot/files/{setup['ids']['files']}"
+    response = await client.get(url, headers={"If-Match": value})
+    assert response.status_code == 412
+    # ... and it no longer switches off If-Unmodified-Since either
+    future = "Sun, 06 Nov 2094 08:49:37 GMT"
+    both = await client.get(url, headers={"If-Match": value, "If-Unmodified-Since": future})
+    assert both.status_code == 412
+
+
+async def test_a_huge_number_in_range_is_never_a_5xx(
+    setup: dict[str, Any], client: httpx.AsyncClient
+) -> None:
+    url = f"/depot/files/{setup['ids']['files']}"
+    nines = "9" * 5000
+    start = await client.get(url, headers={"Range": f"bytes={nines}-"})
+    assert start.status_code == 416
+    suffix = await client.get(url, headers={"Range": f"bytes=-{nines}"})
+    assert suffix.status_code == 206
+    assert suffix.content == CONTENT
+    end = await client.get(url, headers={"Range": f"bytes=10-{nines}"})
+    assert (end.status_code, end.content) == (206, CONTENT[10:])
+
+
+async def test_multipart_ranges_come_in_the_requested_order(
+    setup: dict[str, Any], client: httpx.AsyncClient
+) -> None:
+    url = f"/depot/disk/{setup['ids']['disk']}"
+    response = await client.get(url, headers={"Range": "bytes=5000-5009,0-9"})
+    assert response.status_code == 206
+    body = response.content
+    first = body.index(b"Content-Range: bytes 5000-5009/")
+    second = body.index(b"Content-Range: bytes 0-9/")
+    assert first < second
+    assert body.index(CONTENT[5000:5010]) < body.index(CONTENT[:10], first)

@@ -562,7 +562,7 @@ async def test_object_layout_is_filedepots(s3: S3Storage, boto: Any, bucket: str
     assert before <= stamp <= datetime.now(timezone.utc).replace(tzinfo=None)
     # Encoded once (filedepot quotes the already-quoted name a second time).
     assert head["ContentDisposition"] == (
-        "inline; filename=\"rapport d'ete.pdf\"; filename*=utf-8''rapport%20d%27%C3%A9t%C3%A9.pdf"
+        "inline; filename=\"rapport d'ete.pdf\"; filename*=UTF-8''rapport%20d%27%C3%A9t%C3%A9.pdf"
     )
 
 
@@ -792,3 +792,90 @@ async def test_without_conditional_writes_create_checks_first(
         monkeypatch.setattr(storage, "_new_id", lambda: existing)
         with pytest.raises(StoredFileExistsError):
             await storage.create(b"second")
+
+
+_PAGE = b"<!doctype html><html><body><script>alert(document.domain)</script></body></html>"
+
+
+async def test_active_content_is_an_attachment_in_the_bucket_too(
+    s3: S3Storage, boto: Any, bucket: str
+) -> None:
+    """Public and presigned URLs serve what the bucket saved: the same rule as the middleware."""
+    page = await s3.create(_PAGE, "page.html", "text/html")
+    svg = await s3.create(b"<svg xmlns='http://www.w3.org/2000/svg'/>", "x.svg", "image/svg+xml")
+    image = await s3.create(b"\x89PNG\r\n\x1a\n", "a.png", "image/png")
+    for file_id, disposition in ((page, "attachment"), (svg, "attachment"), (image, "inline")):
+        head = boto.head_object(Bucket=bucket, Key=file_id)
+        assert head["ContentDisposition"].startswith(disposition + ";"), file_id
+
+
+async def test_presigned_redirects_override_the_disposition_of_foreign_objects(
+    endpoint: str, bucket: str, boto: Any
+) -> None:
+    """An HTML object written by another tool with ``inline``: the redirect makes it a download."""
+    from depotx import StorageManager
+
+    file_id = str(uuid.uuid4())
+    boto.put_object(
+        Bucket=bucket,
+        Key=file_id,
+        Body=_PAGE,
+        ContentType="text/html",
+        ContentDisposition='inline; filename="page.html"',
+        Metadata={"x-depot-filename": "page.html"},
+    )
+    manager = StorageManager()
+    manager.register("b", make(endpoint, bucket, public_url_mode="presigned"))
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not for the app")
+
+    app = manager.make_middleware(inner)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        manager,
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+        httpx.AsyncClient() as http,
+    ):
+        redirect = await client.get(f"/depot/b/{file_id}")
+        assert redirect.status_code == 307
+        location = redirect.headers["location"]
+        assert "response-content-disposition=attachment" in location
+        served = await http.get(location)
+        assert served.status_code == 200
+        assert served.headers["content-disposition"].startswith("attachment;")
+
+
+async def test_many_ranges_of_an_s3_file_are_one_request(
+    s3: S3Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from depotx import StorageManager
+
+    data = os.urandom(200_000)
+    file_id = await s3.create(data, "d.bin")
+    client = await s3._client()
+    calls: list[str | None] = []
+    original = client.get_object
+
+    async def get_object(**kwargs: Any) -> Any:
+        calls.append(kwargs.get("Range"))
+        return await original(**kwargs)
+
+    monkeypatch.setattr(client, "get_object", get_object)
+    manager = StorageManager()
+    manager.register("s3", s3)
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not for the app")
+
+    transport = httpx.ASGITransport(app=manager.make_middleware(inner))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client_:
+        hundred = ",".join(f"{n * 1000}-{n * 1000 + 9}" for n in range(100))
+        response = await client_.get(f"/depot/s3/{file_id}", headers={"Range": f"bytes={hundred}"})
+        assert response.status_code == 200  # too many ranges for a remote file: sent whole
+        assert response.content == data
+        assert calls == [None]
+        calls.clear()
+        few = await client_.get(f"/depot/s3/{file_id}", headers={"Range": "bytes=0-9,5000-5009"})
+        assert few.status_code == 206
+        assert len(calls) == 2

@@ -268,3 +268,42 @@ def test_client_disconnect_mid_download_releases_the_file(
         time.sleep(0.05)
     # And it keeps serving.
     assert httpx.get(server.url + "/files", timeout=10).status_code == 200
+
+
+def _rss(server: Server) -> int:
+    status = Path(f"/proc/{server.process.pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_stalled_downloads_hold_little_memory(server: Server, big_file: dict[str, Any]) -> None:
+    """Clients that never read: each costs the server about one chunk, not megabytes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(big_file["url"])
+    clients = 40
+    # Warm up: one full download so buffers the server keeps anyway are counted before.
+    with httpx.Client(timeout=60) as client, client.stream("GET", big_file["url"]) as response:
+        for _ in response.iter_bytes():
+            pass
+    before = _rss(server)
+    sockets = []
+    try:
+        for _ in range(clients):
+            sock = socket.create_connection((url.hostname, url.port), timeout=10)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(f"GET {url.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sockets.append(sock)
+        time.sleep(1.5)  # every response is now stuck on a full socket
+        stalled = _rss(server) - before
+    finally:
+        for sock in sockets:
+            sock.close()
+    per_client = stalled / clients
+    print(
+        f"\nRSS growth with {clients} stalled downloads: {stalled / MiB:.1f} MiB "
+        f"({per_client / 1024:.0f} KiB each)"
+    )
+    assert per_client < 640 * 1024  # 1 MiB chunks: 3.1 MiB each
+    assert httpx.get(server.url + "/files", timeout=10).status_code == 200

@@ -80,6 +80,10 @@ class FileStorage(abc.ABC):
     #: attachments, so they cannot run scripts on the app's origin. Set with the
     #: ``depot.inline_active_content`` option, accepted by every backend.
     inline_active_content: bool = False
+    #: Whether a redirect to the public URL needs the file opened first: its URL
+    #: then depends on the file's metadata (S3's presigned URLs carry the
+    #: disposition rule), so ``StoredFile.public_url`` is used, not :meth:`public_url`.
+    redirect_after_open: bool = False
     #: Leftovers of writes older than this are swept by :meth:`cleanup`.
     temp_max_age: timedelta = DEFAULT_TEMP_MAX_AGE
 

@@ -329,6 +329,16 @@ class LocalStoredFile(StoredFile):
     async def _release(self) -> None:
         self._fileobj.close()
 
+    def close_now(self) -> None:
+        """Close the descriptor at once (for a file opened for a caller that left)."""
+        self._closed = True
+        self._fileobj.close()
+
+
+def _close_unclaimed(future: asyncio.Future[tuple[LocalStoredFile, _Cached]]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result()[0].close_now()
+
 
 class LocalFileStorage(FileStorage):
     """Files on the local filesystem under ``storage_path`` (created on first write).
@@ -453,7 +463,7 @@ class LocalFileStorage(FileStorage):
 
     # -- reading -----------------------------------------------------------------
 
-    def _open(self, file_id: str) -> tuple[StoredFile, _Cached]:
+    def _open(self, file_id: str) -> tuple[LocalStoredFile, _Cached]:
         try:
             folder_fd = _open_folder(self._folder(file_id))
         except FileNotFoundError as exc:
@@ -569,7 +579,14 @@ class LocalFileStorage(FileStorage):
             if reused is not None:
                 return reused
             self._cache.discard(file_id)
-        stored, entry = await self._run(self._open, file_id)
+        future = self._submit(self._open, file_id)
+        try:
+            stored, entry = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The thread goes on and opens the file: close what it opens, or the
+            # descriptor would leak with nobody left to close it.
+            future.add_done_callback(_close_unclaimed)
+            raise
         self._cache.put(file_id, entry)  # metadata only: content is cached on a whole read
         return stored
 

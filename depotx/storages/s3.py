@@ -28,12 +28,12 @@ import contextlib
 import hashlib
 import json
 import logging
-import unicodedata
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
+from .. import _http
 from .._content import Upload
 from .._exceptions import (
     BackendError,
@@ -159,20 +159,6 @@ def _is_not_found(exc: ClientError) -> bool:
     return _error_code(exc) in _NOT_FOUND_CODES or _status(exc) == 404
 
 
-def _content_disposition(filename: str) -> str:
-    """``inline`` with an ASCII fallback and the RFC 6266 UTF-8 form, encoded once.
-
-    S3 serves it as is on public and presigned URLs. filedepot quotes the name
-    before its helper quotes it again, so browsers show its files as ``caf%C3%A9.txt``.
-    """
-    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
-    ascii_name = "".join(
-        char for char in ascii_name if 0x20 <= ord(char) < 0x7F and char not in '"\\'
-    )
-    encoded = quote(filename, safe=_FILENAME_SAFE, encoding="utf-8")
-    return f"inline; filename=\"{ascii_name or 'file'}\"; filename*=utf-8''{encoded}"
-
-
 def _metadata_size(metadata: Mapping[str, str]) -> int:
     return sum(len(key.encode()) + len(value.encode()) for key, value in metadata.items())
 
@@ -218,6 +204,10 @@ class _PartReader:
 
 class S3StoredFile(StoredFile):
     """A file in S3: metadata from the head, content read by ranged, pinned ``GetObject``."""
+
+    #: Each range is one ``GetObject``: more than this in one request, and the
+    #: middleware sends the whole file (ranges within 80 bytes are merged first).
+    max_ranges = 8
 
     def __init__(
         self,
@@ -406,6 +396,8 @@ class S3Storage(FileStorage):
         self.part_size = part_size
         self.max_concurrency = max_concurrency
         self.conditional_writes = conditional_writes
+        # A presigned URL carries the disposition rule, which needs the file's type.
+        self.redirect_after_open = public_url_mode == "presigned"
         self._region_name = region_name
         self._credentials: dict[str, str] = {}
         if access_key_id and secret_access_key:
@@ -650,7 +642,11 @@ class S3Storage(FileStorage):
             "Bucket": self.bucket,
             "Key": key,
             "ContentType": upload.content_type,
-            "ContentDisposition": _content_disposition(upload.filename),
+            # The one disposition rule: what the bucket serves on public and presigned
+            # URLs is as safe as what the middleware serves (HTML, SVG: attachment).
+            "ContentDisposition": _http.disposition_for(
+                upload.filename, upload.content_type, inline_active=self.inline_active_content
+            ),
             "Metadata": self._object_metadata(upload),
         }
         if self.policy is not None:
@@ -702,6 +698,7 @@ class S3Storage(FileStorage):
                     METADATA_KEY,
                 )
         version_id = head.get("VersionId")
+        content_type = str(head.get("ContentType") or DEFAULT_CONTENT_TYPE)
         return S3StoredFile(
             file_id,
             backend=self,
@@ -709,12 +706,12 @@ class S3Storage(FileStorage):
             etag=etag,
             version_id=str(version_id) if version_id and version_id != "null" else None,
             filename=filename,
-            content_type=str(head.get("ContentType") or DEFAULT_CONTENT_TYPE),
+            content_type=content_type,
             content_length=int(head.get("ContentLength", 0)),
             last_modified=last_modified,
             checksum=checksum,
             metadata=custom,
-            public_url=self.public_url(file_id),
+            public_url=self._file_url(file_id, filename, content_type),
         )
 
     # -- primitives ------------------------------------------------------------------
@@ -958,12 +955,31 @@ class S3Storage(FileStorage):
                 "get_object", Params={"Bucket": self.bucket, "Key": key}
             )
             return str(url).split("?", 1)[0]
+        return self._presigned(key, {})
+
+    def _presigned(self, key: str, overrides: Mapping[str, str]) -> str:
         url = self._signing_client().generate_presigned_url(
             "get_object",
-            Params={"Bucket": self.bucket, "Key": key},
+            Params={"Bucket": self.bucket, "Key": key, **overrides},
             ExpiresIn=self.presigned_expires,
         )
         return str(url)
+
+    def _file_url(self, file_id: str, filename: str, content_type: str) -> str | None:
+        """The public URL of an opened file: presigned ones carry the disposition rule.
+
+        ``public_url(file_id)`` knows only the id, so it relies on the disposition
+        saved with the object. Once the file is open its type is known, and a
+        presigned URL overrides the disposition (``response-content-disposition``),
+        so objects written by other tools (filedepot saves ``inline`` for HTML too)
+        are served as safely as the middleware serves them.
+        """
+        if self.public_url_mode != "presigned":
+            return self.public_url(file_id)
+        disposition = _http.disposition_for(
+            filename, content_type, inline_active=self.inline_active_content
+        )
+        return self._presigned(self._key(file_id), {"ResponseContentDisposition": disposition})
 
     def _botocore_client(self, config: Config, credentials: Mapping[str, str]) -> Any:
         session = botocore.session.Session(profile=self._profile_name)
