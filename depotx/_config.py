@@ -212,19 +212,61 @@ def build_storage(options: Mapping[str, Any], *, label: str, prefix: str = "depo
     return storage
 
 
+#: Options a mistyped ``DEPOTX_<NAME>_<OPTION>`` (one underscore) most likely meant.
+_COMMON_OPTIONS = (
+    "backend",
+    "storage_path",
+    "bucket",
+    "alias",
+    "mongouri",
+    "endpoint_url",
+    "prefix",
+    "policy",
+    "access_key_id",
+    "secret_access_key",
+    "region_name",
+)
+#: Settings of the manager itself, not of one storage: ``DEPOTX_DEFAULT``, ...
+_MANAGER_KEYS = ("default", "mountpoint")
+
+
 def env_settings(environ: Mapping[str, str] | None, env_prefix: str, prefix: str) -> dict[str, str]:
     """Environment variables as dotted settings.
 
     ``DEPOTX_AVATARS__BACKEND=s3`` becomes ``{"depot.avatars.backend": "s3"}``, and
-    ``DEPOTX_DEFAULT=avatars`` becomes ``{"depot.default": "avatars"}``.
+    ``DEPOTX_DEFAULT=avatars`` becomes ``{"depot.default": "avatars"}`` (also
+    ``DEPOTX_MOUNTPOINT``). Only those shapes are settings: other ``DEPOTX_*``
+    variables (a test suite's ``DEPOTX_SOMETHING_URI``) are left alone, except
+    ``DEPOTX_AVATARS_BACKEND``-like ones, one underscore short of a setting,
+    which raise an error naming the variable.
     """
     environ = os.environ if environ is None else environ
     settings: dict[str, str] = {}
     for key, value in environ.items():
-        if not key.upper().startswith(env_prefix.upper()):
+        shaped = env_setting_key(key, env_prefix)
+        if shaped is not None:
+            settings[prefix + shaped] = value
             continue
-        rest = key[len(env_prefix) :].lower()
-        if not rest:
-            continue
-        settings[prefix + rest.replace("__", ".")] = value
+        rest = key[len(env_prefix) :].lower() if key.upper().startswith(env_prefix.upper()) else ""
+        for option in _COMMON_OPTIONS:
+            if rest.endswith("_" + option) and len(rest) > len(option) + 1:
+                name = key[len(env_prefix) : len(key) - len(option) - 1]
+                raise ConfigurationError(
+                    f"environment variable {key} is not a depotx setting: write "
+                    f"{env_prefix}{name}__{key[len(key) - len(option) :]} (two underscores "
+                    "between the storage name and the option)"
+                )
     return settings
+
+
+def env_setting_key(key: str, env_prefix: str = "DEPOTX_") -> str | None:
+    """The dotted key (``avatars.backend``) a variable stands for; ``None``: no setting."""
+    if not key.upper().startswith(env_prefix.upper()):
+        return None
+    rest = key[len(env_prefix) :].lower()
+    if rest in _MANAGER_KEYS:
+        return rest
+    name, sep, option = rest.partition("__")
+    if not sep or not name or not option or "__" in option:
+        return None
+    return f"{name}.{option}"

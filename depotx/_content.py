@@ -156,10 +156,49 @@ def _open_chunks(content: Any) -> AsyncIterator[bytes]:
         return _from_async_iterable(content)
     if isinstance(content, Iterable):
         return _from_iterable(content)
+    if inspect.iscoroutine(content):
+        content.close()
+        raise TypeError("content is a coroutine: did you forget await? (e.g. await upload.read())")
     raise TypeError(
         f"cannot store {type(content).__name__}: pass bytes, a binary file, an async file, "
         "an (async) iterator of bytes, an UploadFile, a FileIntent or a StoredFile"
     )
+
+
+async def _rewind(content: Any) -> None:
+    """Seek a seekable file-like source back to its start before it is stored.
+
+    ``await upload.read()`` to check something, then ``create(upload)``, used to
+    store 0 bytes without a word; every byte of the file is what a caller means
+    to store. Sources that cannot seek (pipes, sockets, request bodies) are
+    streamed from where they are, which is the only place they can be read from.
+    """
+    if not hasattr(content, "read") or isinstance(content, io.TextIOBase):
+        return
+    seek = getattr(content, "seek", None)
+    if seek is None:
+        return
+    if inspect.iscoroutinefunction(seek):  # UploadFile, aiofiles
+        inner = getattr(content, "file", None)  # UploadFile keeps a sync file inside
+        if inner is not None and not _seekable(inner):
+            return
+        try:
+            await seek(0)
+        except (OSError, ValueError):
+            return  # an async pipe: it can only be read from where it is
+        return
+    if _seekable(content):
+        seek(0)
+
+
+def _seekable(file: Any) -> bool:
+    seekable = getattr(file, "seekable", None)
+    if seekable is None:
+        return False
+    try:
+        return bool(seekable())
+    except (OSError, ValueError):  # closed, or a stream that cannot tell
+        return False
 
 
 async def _peek(
@@ -219,6 +258,7 @@ async def prepare_upload(
         content_type = content_type or content.content_type
         if metadata is None:
             metadata = dict(content.metadata)
+    await _rewind(content)
     chunks = _open_chunks(content)
     filename = filename or _name_of(content) or default_filename or DEFAULT_FILENAME
     if metadata is None:

@@ -17,6 +17,20 @@ SNIFF_SIZE = 4096
 # Answers so generic that the filename's extension, when it names something,
 # is the better guess ("styles.css" is text/css, not text/plain).
 _GENERIC = frozenset({"application/octet-stream", "text/plain"})
+# Containers and guesses: libmagic sees the family (a zip, an OLE compound file,
+# "some script") where the extension names the member of it (.docx, .xls, .md).
+_ZIP = frozenset({"application/zip", "application/x-zip-compressed"})
+_OLE = frozenset({"application/x-ole-storage", "application/cdfv2", "application/vnd.ms-office"})
+_ZIP_BASED = frozenset(
+    {
+        "application/java-archive",
+        "application/vnd.android.package-archive",
+        "application/x-xpinstall",
+    }
+)
+_TEXT_LIKE = frozenset(
+    {"application/json", "application/x-yaml", "application/yaml", "application/toml"}
+)
 # libmagic's names for "no content"; callers want a real type.
 _EMPTY = frozenset({"application/x-empty", "inode/x-empty"})
 _FALLBACK = "application/octet-stream"
@@ -67,6 +81,30 @@ def _with_charset(content_type: str, sample: bytes, complete: bool, detected: st
     return f"{content_type}; charset={charset}" if charset else content_type
 
 
+def _refines(by_content: str, by_name: str) -> bool:
+    """Whether the extension's type is a specific member of the family libmagic saw.
+
+    Only ever a narrowing within one family: an extension never turns sniffed
+    HTML or SVG into something harmless (those are no family here), so a page
+    disguised as ``.txt`` stays active content.
+    """
+    if by_content in _ZIP:
+        return (
+            by_name.endswith("+zip")
+            or by_name.startswith(
+                ("application/vnd.openxmlformats-officedocument.", "application/vnd.oasis.")
+            )
+            or by_name in _ZIP_BASED
+        )
+    if by_content in _OLE:
+        return by_name.startswith(
+            ("application/msword", "application/vnd.ms-", "application/vnd.visio")
+        )
+    if by_content == "text/plain" or by_content.startswith("text/x-"):
+        return by_name.startswith("text/") or by_name in _TEXT_LIKE
+    return False
+
+
 def detect_content_type(sample: bytes, filename: str | None, *, complete: bool = False) -> str:
     """Best content type for content starting with ``sample``, stored as ``filename``.
 
@@ -84,7 +122,9 @@ def detect_content_type(sample: bytes, filename: str | None, *, complete: bool =
         by_content = None
     if by_content in _EMPTY or not sample:
         by_content = None
-    if by_content is None or by_content in _GENERIC:
+    if by_content and by_name and by_name not in _GENERIC and _refines(by_content.lower(), by_name):
+        chosen = by_name
+    elif by_content is None or by_content in _GENERIC:
         if by_name and by_name not in _GENERIC:
             chosen = by_name
         else:

@@ -7,6 +7,7 @@ characters or absurd lengths, and a hostile id is refused before any I/O.
 
 from __future__ import annotations
 
+import inspect
 import re
 import uuid
 
@@ -41,6 +42,7 @@ def validate_file_id(file_id: object) -> str:
     """Return ``file_id`` unchanged, or raise :class:`InvalidFileIdError`."""
     if is_valid_file_id(file_id):
         return file_id  # type: ignore[return-value]
+    _refuse_coroutine(file_id, "a file id")
     if not isinstance(file_id, str):
         raise InvalidFileIdError(f"a file id must be a string, not {type(file_id).__name__}")
     if len(file_id) > MAX_FILE_ID_LENGTH:
@@ -53,6 +55,15 @@ def validate_file_id(file_id: object) -> str:
     )
 
 
+def _refuse_coroutine(value: object, what: str) -> None:
+    """``url_for(storage.create(...))``: say what went wrong, not "malformed id '<coroutine>'"."""
+    if inspect.iscoroutine(value):
+        value.close()  # never awaited now: close it so Python does not warn about it too
+        raise InvalidFileIdError(
+            f"{what} was expected, got a coroutine ({value.__qualname__}): did you forget await?"
+        )
+
+
 def new_file_id() -> str:
     """A fresh uuid4 string, the id format filedepot uses for local, memory and S3."""
     return str(uuid.uuid4())
@@ -60,6 +71,7 @@ def new_file_id() -> str:
 
 def split_path(path: str) -> tuple[str, str]:
     """Split ``"<storage>/<fileid>"`` into its parts, validating the file id."""
+    _refuse_coroutine(path, "a '<storage>/<fileid>' path")
     if not isinstance(path, str) or path.count("/") != 1:
         raise InvalidFileIdError(f"expected a path of the form '<storage>/<fileid>', got {path!r}")
     storage, file_id = path.split("/")

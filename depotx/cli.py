@@ -17,11 +17,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ._config import env_setting_key, env_settings
 from ._exceptions import ConfigurationError, DepotError
 from ._ids import split_path
 from ._manager import StorageManager
 
-__all__ = ["build_manager", "load_settings", "main"]
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+__all__ = ["build_manager", "load_settings", "main", "safe_basename"]
 
 DEFAULT_STORAGE_PATH = "./depot-files"
 DEFAULT_STORAGE_NAME = "default"
@@ -46,8 +49,11 @@ def load_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
         if sys.version_info >= (3, 11):
             import tomllib
 
-            with file.open("rb") as handle:
-                _flatten(tomllib.load(handle), settings)
+            try:
+                with file.open("rb") as handle:
+                    _flatten(tomllib.load(handle), settings)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigurationError(f"cannot parse {str(file)!r}: {exc}") from exc
             return settings
         raise ConfigurationError("reading .toml config files needs Python 3.11+")
     parser = configparser.ConfigParser(interpolation=None)
@@ -63,12 +69,24 @@ def load_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def build_manager(
     config: str | None = None,
-    storage_path: str = DEFAULT_STORAGE_PATH,
+    storage_path: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> StorageManager:
-    """The manager the CLI (and ``depotx serve``) work on; see the module docstring."""
+    """The manager the CLI (and ``depotx serve``) work on; see the module docstring.
+
+    ``storage_path`` is the embedded default storage's folder: given together
+    with a config file or ``DEPOTX_*`` settings, it would be ignored, so that is
+    an error rather than a surprise.
+    """
     manager = StorageManager()
     environ = os.environ if environ is None else environ
+    from_env = any(env_setting_key(key) is not None for key in environ)
+    if storage_path is not None and (config is not None or from_env):
+        source = "--config" if config is not None else "DEPOTX_* environment settings"
+        raise ConfigurationError(
+            f"--storage-path applies to the embedded default storage, not to storages from "
+            f"{source}: set the path there (depot.storage_path)"
+        )
     if config is not None:
         settings = load_settings(config)
         own = [key[len(PREFIX) :] for key in settings if key.startswith(PREFIX)]
@@ -79,10 +97,12 @@ def build_manager(
             manager.configure(DEFAULT_STORAGE_NAME, settings)
         else:
             manager.configure_many(settings)
-    elif any(key.upper().startswith("DEPOTX_") for key in environ):
+    elif from_env:
         manager.configure_from_env(environ)
     else:
-        manager.configure(DEFAULT_STORAGE_NAME, {"depot.storage_path": storage_path})
+        env_settings(environ, "DEPOTX_", PREFIX)  # a near-miss variable still gets its error
+        path = DEFAULT_STORAGE_PATH if storage_path is None else storage_path
+        manager.configure(DEFAULT_STORAGE_NAME, {"depot.storage_path": path})
     return manager
 
 
@@ -106,6 +126,22 @@ async def _put(manager: StorageManager, args: argparse.Namespace) -> int:
     return 0
 
 
+def safe_basename(filename: str) -> str:
+    """A stored filename made safe to create in a folder of the user's.
+
+    The uploader chose it: no folders (``../``, ``/etc/``), no control or NUL
+    characters, no hidden or special names (``.bashrc``, ``..``), never empty.
+    """
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join("_" if not char.isprintable() else char for char in name).strip()
+    name = name.lstrip(".").strip()
+    return name[:255] or "download"
+
+
+def _open_binary(path: Path, mode: str) -> BinaryIO:
+    return path.open(mode)  # type: ignore[return-value]  # "wb"/"xb": always binary
+
+
 async def _get(manager: StorageManager, args: argparse.Namespace) -> int:
     async with await manager.get_file(_path_for(manager, args.path)) as stored:
         out: BinaryIO
@@ -114,17 +150,23 @@ async def _get(manager: StorageManager, args: argparse.Namespace) -> int:
             async for chunk in stored:
                 out.write(chunk)
             out.flush()
-        else:
-            target = Path(args.output)
-            if await asyncio.to_thread(target.is_dir):
-                target = target / os.path.basename(stored.filename)
-            out = await asyncio.to_thread(target.open, "wb")
-            try:
-                async for chunk in stored:
-                    await asyncio.to_thread(out.write, chunk)
-            finally:
-                out.close()
-            print(target, file=sys.stderr)
+            return 0
+        target = Path(args.output)
+        if await asyncio.to_thread(target.is_dir):
+            target = target / safe_basename(stored.filename)
+        mode = "wb" if args.force else "xb"
+        try:
+            out = await asyncio.to_thread(_open_binary, target, mode)
+        except FileExistsError as exc:
+            raise ConfigurationError(
+                f"{str(target)!r} exists; pass --force to overwrite it"
+            ) from exc
+        try:
+            async for chunk in stored:
+                await asyncio.to_thread(out.write, chunk)
+        finally:
+            out.close()
+        print(target, file=sys.stderr)
     return 0
 
 
@@ -195,12 +237,39 @@ _COMMANDS = {
 }
 
 
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, not {port}")
+    return port
+
+
+def _size(value: str) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {value!r}") from None
+    if size < 0:
+        raise argparse.ArgumentTypeError("a size must not be negative")
+    return size
+
+
+_DESCRIPTION = "Store, fetch, list and serve files from the shell."
+_EPILOG = (
+    "Storages come from --config FILE (dotted depot.* keys in an .ini or .toml file), "
+    "else from DEPOTX_<NAME>__<OPTION> environment variables, else the embedded default: "
+    f"local storage under {DEFAULT_STORAGE_PATH} (or --storage-path)."
+)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="depotx", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="depotx", description=_DESCRIPTION, epilog=_EPILOG)
     parser.add_argument("--config", help="an .ini or .toml file of depot.* settings")
     parser.add_argument(
         "--storage-path",
-        default=DEFAULT_STORAGE_PATH,
         help=f"folder of the embedded local storage (default: {DEFAULT_STORAGE_PATH})",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -213,7 +282,13 @@ def _parser() -> argparse.ArgumentParser:
 
     get = commands.add_parser("get", help="write a stored file to standard output or a file")
     get.add_argument("path", help="storage/fileid (or a file id in the default storage)")
-    get.add_argument("-o", "--output", help="output file or folder ('-': standard output)")
+    get.add_argument(
+        "-o",
+        "--output",
+        help="output file or folder ('-': standard output); in a folder the file gets its "
+        "stored filename, made safe",
+    )
+    get.add_argument("-f", "--force", action="store_true", help="overwrite an existing file")
 
     ls = commands.add_parser("ls", help="list the files of a storage")
     ls.add_argument("storage", nargs="?", help="storage or alias (default: the default storage)")
@@ -240,11 +315,29 @@ def _parser() -> argparse.ArgumentParser:
         help="only leftovers at least this old (default: each storage's temp_max_age, 1 day)",
     )
 
-    serve = commands.add_parser("serve", help="serve an upload page and the files over HTTP")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--max-upload-size", type=int, help="largest upload accepted, in bytes")
-    serve.add_argument("--log-level", default="info")
+    serve = commands.add_parser(
+        "serve",
+        help="serve an upload page and the files over HTTP",
+        description="Serve an upload page and the files over HTTP. It has no authentication: "
+        "bind it to 127.0.0.1 (the default) or a private network, never the open internet.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind")
+    serve.add_argument("--port", type=_port, default=8000, help="port to bind (0: any free one)")
+    serve.add_argument(
+        "--max-upload-size", type=_size, help="largest upload accepted, in bytes (none: no limit)"
+    )
+    serve.add_argument(
+        "--log-level", default="info", choices=LOG_LEVELS, type=str.lower, help="log level"
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another host name the server answers to (repeatable); it always answers to "
+        "--host, localhost, 127.0.0.1 and ::1",
+    )
     return parser
 
 
@@ -266,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=args.port,
                 max_upload_size=args.max_upload_size,
                 log_level=args.log_level,
+                allowed_hosts=args.allowed_host,
             )
             return 0
         return asyncio.run(_run(manager, args))

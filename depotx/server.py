@@ -10,24 +10,33 @@ builds it (to embed or test); :func:`serve` runs it under uvicorn.
 from __future__ import annotations
 
 import contextlib
+import errno
 import html
 import importlib.util
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._exceptions import ConfigurationError, MissingDependencyError, StoredFileNotFoundError
+from ._exceptions import (
+    BackendError,
+    ConfigurationError,
+    DepotError,
+    MissingDependencyError,
+    StoredFileNotFoundError,
+    ValidationError,
+)
 from ._files import StoredFile
 from ._manager import DEFAULT_MOUNTPOINT, StorageManager
 from .middleware import DepotMiddleware
@@ -39,8 +48,10 @@ logger = logging.getLogger("depotx.server")
 #: Room for the multipart framing (boundaries, part headers, a filename)
 #: around the file itself, when the request body is checked against the limit.
 _MULTIPART_SLACK = 64 * 1024
-#: The page and ``GET /files`` list at most this many files.
-_LIST_LIMIT = 1000
+#: Files per page of the page at ``/`` and of ``GET /files``.
+PAGE_SIZE = 100
+#: Host names every ``depotx serve`` answers to, besides the one it is bound to.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class _TooLarge(Exception):
@@ -76,12 +87,91 @@ class _AccessLog:
             logger.info(
                 '%s "%s %s" %d %dB %.1fms',
                 f"{client[0]}:{client[1]}" if client else "-",
-                scope["method"],
-                scope["path"],
+                _printable(scope["method"]),
+                _printable(scope["path"]),
                 status,
                 sent,
                 (time.perf_counter() - started) * 1000,
             )
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters, quotes and backslashes escaped, for one log line.
+
+    A path is decoded from the URL, so ``%0a`` would otherwise forge a second line.
+    """
+    out: list[str] = []
+    for char in text:
+        if char.isprintable() and char not in '"\\':
+            out.append(char)
+        elif ord(char) < 0x100:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(f"\\u{ord(char):04x}")
+    return "".join(out)
+
+
+class _HostGuard:
+    """Refuse requests for other host names, and cross-site posts.
+
+    ``depotx serve`` has no authentication. A page on another site could post
+    files to it from a visitor's browser, or reach it through a DNS name that
+    resolves to 127.0.0.1 (DNS rebinding). Requests must name an allowed host
+    (``Host``), and a ``POST`` that carries an ``Origin`` must come from the
+    same host.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str] | None) -> None:
+        self.app = app
+        self.allowed = None if allowed_hosts is None else {_hostname(h) for h in allowed_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            key.decode(): value.decode("latin-1")
+            for key, value in scope["headers"]
+            if key in (b"host", b"origin")
+        }
+        host = headers.get("host", "")
+        if self.allowed is not None and _hostname(host) not in self.allowed:
+            await _refuse(send, 400, f"unknown host {host!r}: add it with --allowed-host")
+            return
+        origin = headers.get("origin")
+        cross_site = origin is not None and (
+            origin == "null" or urlsplit(origin).netloc.lower() != host.lower()
+        )
+        if cross_site and scope["method"] not in ("GET", "HEAD"):
+            await _refuse(send, 403, "cross-site request refused")
+            return
+        await self.app(scope, receive, send)
+
+
+def _hostname(host: str) -> str:
+    """The name part of a ``Host`` value or a bare host: no port, no brackets, lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    if host.count(":") == 1:
+        return host.partition(":")[0]
+    return host
+
+
+async def _refuse(send: Send, status: int, message: str) -> None:
+    body = message.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _limited(receive: Receive, limit: int) -> Receive:
@@ -108,6 +198,19 @@ def _too_large(limit: int) -> JSONResponse:
     return JSONResponse(
         {"error": f"the file is larger than the upload limit of {limit} bytes"}, status_code=413
     )
+
+
+def _page_link(root: str, page: int, order: str, rel: str) -> str:
+    return f'<a id="{rel}" rel="{rel}" href="{root}/?page={page}&amp;sort={order}">{rel}</a>'
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _check_multipart() -> None:
@@ -158,11 +261,15 @@ def create_app(
     *,
     max_upload_size: int | None = None,
     mountpoint: str = DEFAULT_MOUNTPOINT,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> Starlette:
     """The ``depotx serve`` app over ``manager``'s default storage.
 
     ``max_upload_size`` (bytes) refuses larger uploads with 413 before anything
-    is stored. Shutting the app down (ASGI lifespan) closes the manager's clients.
+    is stored. ``allowed_hosts`` are the host names it answers to (others get
+    400: no DNS rebinding); ``None`` accepts any, for an app embedded behind
+    routing of its own. A ``POST`` from another origin is always refused.
+    Shutting the app down (ASGI lifespan) closes the manager's clients.
     """
     _check_multipart()
     if max_upload_size is not None and max_upload_size < 0:
@@ -187,22 +294,56 @@ def create_app(
             "last_modified": stored.last_modified.isoformat(),
         }
 
-    async def listing(request: Request) -> list[dict[str, Any]]:
+    async def listing(request: Request) -> dict[str, Any]:
+        """One page of the files, by name or newest first, with the total count.
+
+        By name needs only the ids (every id is listed, then the page's files are
+        opened), so a new file is always on its page. Newest first must open
+        every file to learn its date: fine for the stores ``depotx serve`` is for.
+        """
         storage = manager.get(storage_name)
+        order = request.query_params.get("sort", "newest")
+        if order not in ("newest", "name"):
+            order = "newest"
+        try:
+            page = max(1, int(request.query_params.get("page", "1")))
+        except ValueError:
+            page = 1
+        ids = sorted([file_id async for file_id in storage.list()])
         found: list[dict[str, Any]] = []
-        async for file_id in storage.list():
-            try:
-                async with await storage.get(file_id) as stored:
-                    found.append(describe(request, stored))
-            except StoredFileNotFoundError:
-                continue  # deleted since it was listed
-            if len(found) >= _LIST_LIMIT:
-                break
-        found.sort(key=lambda item: (item["last_modified"], item["id"]), reverse=True)
-        return found
+        if order == "name":
+            for file_id in ids[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]:
+                item = await _describe_id(request, storage, file_id)
+                if item is not None:
+                    found.append(item)
+        else:
+            for file_id in ids:
+                item = await _describe_id(request, storage, file_id)
+                if item is not None:
+                    found.append(item)
+            found.sort(key=lambda item: (item["last_modified"], item["id"]), reverse=True)
+            found = found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        return {
+            "files": found,
+            "total": len(ids),
+            "page": page,
+            "pages": max(1, -(-len(ids) // PAGE_SIZE)),
+            "sort": order,
+        }
+
+    async def _describe_id(request: Request, storage: Any, file_id: str) -> dict[str, Any] | None:
+        try:
+            async with await storage.get(file_id) as stored:
+                return describe(request, stored)
+        except StoredFileNotFoundError:
+            return None  # deleted since it was listed
+        except DepotError as exc:
+            logger.warning("depotx: skipping %s/%s in the listing: %s", storage_name, file_id, exc)
+            return None
 
     async def index(request: Request) -> Response:
-        files = await listing(request)
+        result = await listing(request)
+        files = result["files"]
         if files:
             rows = "\n".join(
                 '<tr><td><a href="{url}">{name}</a></td><td>{type}</td>'
@@ -220,22 +361,53 @@ def create_app(
             )
         else:
             table = '<p id="files">No files yet.</p>'
+        root = html.escape(request.scope.get("root_path", ""))
+        page, pages, order = result["page"], result["pages"], result["sort"]
+        links = []
+        if page > 1:
+            links.append(_page_link(root, page - 1, order, "previous"))
+        if page < pages:
+            links.append(_page_link(root, page + 1, order, "next"))
+        other = "name" if order == "newest" else "newest"
+        first = (page - 1) * PAGE_SIZE + 1 if files else 0
+        last = first + len(files) - 1 if files else 0
+        shown = "newest first" if order == "newest" else "by name"
+        switch = "by name" if other == "name" else "newest first"
+        summary = (
+            f'<p id="count">{first}&ndash;{last} of {result["total"]} files, {shown} '
+            f'&middot; <a href="{root}/?sort={other}">sort {switch}</a> {" ".join(links)}</p>'
+        )
         limit = (
             f" &middot; uploads up to {html.escape(_human(max_upload_size))}"
             if max_upload_size is not None
             else ""
         )
-        root = html.escape(request.scope.get("root_path", ""))
-        page = _PAGE.format(
+        page_html = _PAGE.format(
             storage=html.escape(storage_name),
             limit=limit,
             action=f"{root}/files?next=page",
-            files=table,
+            files=summary + table,
         )
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(page_html, headers={"Cache-Control": "no-store"})
 
     async def list_files(request: Request) -> Response:
-        return JSONResponse(await listing(request))
+        """A JSON list of one page of files; the paging is in the headers.
+
+        ``X-Total-Count`` (all files), and a ``Link`` header with ``next`` and
+        ``prev`` pages (RFC 8288), as GitHub's API pages.
+        """
+        result = await listing(request)
+        page, order = result["page"], result["sort"]
+        base = f"{request.scope.get('root_path', '')}/files?sort={order}&page="
+        links = []
+        if page > 1:
+            links.append(f'<{base}{page - 1}>; rel="prev"')
+        if page < result["pages"]:
+            links.append(f'<{base}{page + 1}>; rel="next"')
+        headers = {"Cache-Control": "no-store", "X-Total-Count": str(result["total"])}
+        if links:
+            headers["Link"] = ", ".join(links)
+        return JSONResponse(result["files"], headers=headers)
 
     async def upload(request: Request) -> Response:
         if max_upload_size is not None:
@@ -244,6 +416,7 @@ def create_app(
             if declared.isdigit() and int(declared) > body_limit:
                 return _too_large(max_upload_size)  # refused before reading a byte
             request = Request(request.scope, _limited(request.receive, body_limit))
+        storage = manager.get(storage_name)
         try:
             async with request.form(max_files=1, max_fields=10) as form:
                 field = form.get("file")
@@ -254,13 +427,26 @@ def create_app(
                     )
                 if max_upload_size is not None and (field.size or 0) > max_upload_size:
                     return _too_large(max_upload_size)
-                storage = manager.get(storage_name)
                 file_id = await storage.create(field)
         except _TooLarge:
             assert max_upload_size is not None
             return _too_large(max_upload_size)
         except HTTPException as exc:  # malformed multipart, too many fields
             return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        except ClientDisconnect:
+            # Nothing was stored; the client is not there to read an answer.
+            logger.info("depotx: upload abandoned: the client disconnected")
+            return Response(status_code=400)
+        except ValidationError as exc:
+            logger.warning("depotx: upload refused: %s", exc)
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        except BackendError as exc:
+            full = _is_disk_full(exc)
+            status = 507 if full else 502
+            # One line, no traceback: a full disk must not flood the log.
+            logger.error("depotx: upload failed (%d): %s", status, exc)  # noqa: TRY400
+            message = "the storage is full" if full else "the storage failed to store the file"
+            return JSONResponse({"error": message}, status_code=status)
         async with await storage.get(file_id) as stored:
             described = describe(request, stored)
         if request.query_params.get("next") == "page":
@@ -284,10 +470,14 @@ def create_app(
         ],
         middleware=[
             Middleware(_AccessLog),
+            Middleware(_HostGuard, allowed_hosts=allowed_hosts),
             Middleware(DepotMiddleware, manager=manager, mountpoint=mountpoint),
         ],
         lifespan=lifespan,
     )
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 def serve(
@@ -297,18 +487,30 @@ def serve(
     port: int = 8000,
     max_upload_size: int | None = None,
     log_level: str = "info",
+    allowed_hosts: Iterable[str] = (),
 ) -> None:
     """Run the :func:`create_app` app under uvicorn until interrupted.
 
-    The socket is bound before the URL is printed, so the URL is right even
-    for ``port=0`` (any free port).
+    It answers to ``host``, the local names (:data:`LOCAL_HOSTS`) and
+    ``allowed_hosts``. The socket is bound before the URL is printed, so the
+    URL is right even for ``port=0`` (any free port).
     """
+    if log_level.lower() not in LOG_LEVELS:
+        raise ConfigurationError(
+            f"unknown log level {log_level!r}: use one of {', '.join(LOG_LEVELS)}"
+        )
+    if not 0 <= port <= 65535:
+        raise ConfigurationError(f"port must be between 0 and 65535, not {port}")
     try:
         import uvicorn
     except ImportError as exc:
         raise MissingDependencyError("server", "uvicorn") from exc
-    app = create_app(manager, max_upload_size=max_upload_size)
-    level = getattr(logging, log_level.upper(), logging.INFO)
+    app = create_app(
+        manager,
+        max_upload_size=max_upload_size,
+        allowed_hosts=[host, *LOCAL_HOSTS, *allowed_hosts],
+    )
+    level = getattr(logging, log_level.upper())
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("depotx").setLevel(level)
@@ -328,7 +530,7 @@ def serve(
         "(Ctrl+C to stop)",
         flush=True,
     )
-    config = uvicorn.Config(app, log_level=log_level, access_log=False)
+    config = uvicorn.Config(app, log_level=log_level.lower(), access_log=False)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

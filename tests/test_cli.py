@@ -182,3 +182,103 @@ def test_cleanup_removes_stale_leftovers(
     code, out, _ = _run(capsys, "cleanup", "default", "--older-than", "3600")
     assert (code, out) == (0, "default: removed 1 stale leftover\n")
     assert not stale.exists()
+
+
+@pytest.mark.parametrize(
+    ("uploaded_as", "written_as"),
+    [
+        (".bashrc", "bashrc"),
+        ("../../evil.sh", "evil.sh"),
+        ("..", "download"),
+        ("a\x00b\nc.txt", "a_b_c.txt"),
+        ("C:\\Windows\\x.dll", "x.dll"),
+    ],
+)
+def test_get_into_a_folder_writes_a_safe_name_and_never_overwrites(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    uploaded_as: str,
+    written_as: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "payload"
+    source.write_bytes(b"payload")
+    code, out, _ = _run(capsys, "put", str(source), "--filename", uploaded_as)
+    assert code == 0
+    path = out.strip()
+    target = tmp_path / "downloads"
+    target.mkdir()
+    code, _, _ = _run(capsys, "get", path, "-o", str(target))
+    assert code == 0
+    assert [p.name for p in target.iterdir()] == [written_as]
+    assert (target / written_as).read_bytes() == b"payload"
+    (target / written_as).write_bytes(b"mine")
+    code, _, err = _run(capsys, "get", path, "-o", str(target))
+    assert code == 1
+    assert "--force" in err
+    assert (target / written_as).read_bytes() == b"mine"
+    code, _, _ = _run(capsys, "get", path, "-o", str(target), "--force")
+    assert (code, (target / written_as).read_bytes()) == (0, b"payload")
+
+
+def test_only_setting_shaped_variables_are_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONGODB_TEST_URI", "mongodb://127.0.0.1:1/x")
+    monkeypatch.setenv("DEPOTX_SOMETHING_URI", "anything")  # not a setting: left alone
+    code, out, err = _run(capsys, "ls")
+    assert (code, out, err) == (0, "", "")
+    monkeypatch.setenv("DEPOTX_AVATARS_BACKEND", "memory")  # one underscore short
+    code, _, err = _run(capsys, "ls")
+    assert code == 1
+    assert "DEPOTX_AVATARS_BACKEND" in err
+    assert "DEPOTX_AVATARS__BACKEND" in err
+    assert "Traceback" not in err
+    monkeypatch.delenv("DEPOTX_AVATARS_BACKEND")
+    monkeypatch.setenv("DEPOTX_AVATARS__BACKEND", "memory")
+    code, _, err = _run(capsys, "--storage-path", "elsewhere", "ls")
+    assert code == 1
+    assert "--storage-path" in err
+
+
+def test_cli_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[depot\nbackend = 'memory'\n")
+    if sys.version_info >= (3, 11):
+        code, _, err = _run(capsys, "--config", str(bad), "ls")
+        assert code == 1
+        assert err.startswith("depotx: error: cannot parse")
+        assert len(err.strip().splitlines()) == 1
+    for argv in (
+        ["serve", "--log-level", "loud"],
+        ["serve", "--port", "80000"],
+        ["serve", "--port", "http"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        assert "error:" in err
+
+
+def test_help_is_plain_text_and_serve_shows_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert "``" not in top
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    serve_help = capsys.readouterr().out
+    assert "(default: 127.0.0.1)" in serve_help
+    assert "(default: 8000)" in serve_help
+    assert "no authentication" in serve_help

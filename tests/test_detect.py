@@ -68,3 +68,44 @@ def test_fallback_without_libmagic_warns_once(monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.undo()
         importlib.reload(_detect)
     assert _detect.HAS_LIBMAGIC
+
+
+def _minimal_docx() -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", "<w:document/>")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("sample", "filename", "expected"),
+    [
+        # libmagic sees a generic family, the extension names its member
+        (b"# Title\n\nimport os\nfrom x import y\n", "README.md", "text/markdown; charset=utf-8"),
+        (
+            _minimal_docx(),
+            "report.docx",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
+        (_minimal_docx(), "archive.zip", "application/zip"),
+        (_minimal_docx(), "no-extension", "application/zip"),
+        (b'{"a": 1}\n', "data.json", "application/json"),
+        # never in the dangerous direction: sniffed active content stays active
+        (b"<!doctype html><html><body>x</body></html>", "notes.txt", "text/html; charset=utf-8"),
+        (
+            b'<svg xmlns="http://www.w3.org/2000/svg"><script/></svg>',
+            "cat.txt",
+            "image/svg+xml",
+        ),
+        # and a specific sniffed type is never overridden by an extension
+        (PNG_1PX, "report.docx", "image/png"),
+    ],
+)
+def test_a_specific_extension_refines_a_generic_or_container_guess(
+    sample: bytes, filename: str, expected: str
+) -> None:
+    assert detect_content_type(sample, filename, complete=True) == expected

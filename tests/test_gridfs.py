@@ -2,7 +2,7 @@
 
 Most tests run on mongomock-motor. Interop with filedepot's own ``GridFSStorage``
 (sync PyMongo) runs twice: on a mongomock server shared by both clients, and on
-a real MongoDB when ``DEPOTX_TEST_MONGODB_URI`` is set (skipped, with the
+a real MongoDB when ``MONGODB_TEST_URI`` is set (skipped, with the
 reason shown, otherwise).
 """
 
@@ -34,7 +34,7 @@ from depotx.storages.gridfs import GridFSStorage, GridFSStoredFile
 
 #: mongomock's client (typed by mypy as PyMongo's generic one, which it imitates).
 MockServer = Any
-MONGODB_URI_ENV = "DEPOTX_TEST_MONGODB_URI"
+MONGODB_URI_ENV = "MONGODB_TEST_URI"
 needs_mongodb = pytest.mark.skipif(
     not os.environ.get(MONGODB_URI_ENV),
     reason=f"{MONGODB_URI_ENV} is not set: real MongoDB tests not run",

@@ -432,3 +432,48 @@ def test_register_an_instance(manager: StorageManager) -> None:
         manager.register("current", MemoryFileStorage())
     with pytest.raises(TypeError, match="FileStorage"):
         manager.register("bad", object())  # type: ignore[arg-type]
+
+
+async def test_a_forgotten_await_is_named(manager: StorageManager) -> None:
+    storage = manager.configure("media", {"depot.backend": "memory"})
+    pending = storage.create(b"x")
+    with pytest.raises(InvalidFileIdError, match="did you forget await"):
+        manager.url_for(pending)  # type: ignore[arg-type]
+    pending = storage.create(b"x")
+    with pytest.raises(InvalidFileIdError, match="did you forget await"):
+        await storage.get(pending)  # type: ignore[arg-type]
+
+    async def read() -> bytes:
+        return b"data"
+
+    with pytest.raises(TypeError, match="did you forget await"):
+        await storage.create(read())
+
+
+async def test_an_already_read_source_is_stored_whole(
+    manager: StorageManager, tmp_path: Path
+) -> None:
+    import io
+
+    from starlette.datastructures import UploadFile
+
+    storage = manager.configure("media", {"depot.backend": "memory"})
+    upload = UploadFile(io.BytesIO(b"uploaded bytes"), filename="u.txt")
+    assert await upload.read() == b"uploaded bytes"  # an app looked at it first
+    file_id = await storage.create(upload)
+    async with await storage.get(file_id) as stored:
+        assert await stored.read() == b"uploaded bytes"
+    path = tmp_path / "plain.bin"
+    path.write_bytes(b"plain file")
+    with path.open("rb") as plain:
+        plain.read()
+        file_id = await storage.create(plain)
+    async with await storage.get(file_id) as stored:
+        assert await stored.read() == b"plain file"
+
+
+def test_a_one_underscore_env_variable_is_named_in_the_error(manager: StorageManager) -> None:
+    with pytest.raises(ConfigurationError, match="DEPOTX_AVATARS_BACKEND") as info:
+        manager.configure_from_env({"DEPOTX_AVATARS_BACKEND": "memory"})
+    assert "DEPOTX_AVATARS__BACKEND" in str(info.value)
+    assert manager.configure_from_env({"DEPOTX_TEST_URI": "x", "DEPOTX_A__BACKEND": "memory"})

@@ -115,6 +115,171 @@ async def test_upload_over_the_limit_is_413_and_stores_nothing(manager: StorageM
     assert len(await stored_ids(manager)) == 1  # only the upload within the limit
 
 
+# -- hardening --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "level"),
+    [
+        (OSError(28, "No space left on device"), 507, "ERROR"),
+        (OSError(5, "Input/output error"), 502, "ERROR"),
+    ],
+)
+async def test_storage_failures_are_mapped_with_one_log_line(
+    manager: StorageManager,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    failure: OSError,
+    status: int,
+    level: str,
+) -> None:
+    storage = manager.get()
+
+    async def failing(*args: Any, **kwargs: Any) -> None:
+        raise failure
+
+    monkeypatch.setattr(storage, "_store", failing)
+    async with asgi_client(create_app(manager)) as client:
+        with caplog.at_level("INFO", logger="depotx"):
+            response = await client.post("/files", files={"file": ("a.txt", b"data")})
+    assert response.status_code == status
+    assert "Traceback" not in response.text
+    failures = [r for r in caplog.records if "upload failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert failures[0].levelname == level
+    assert failures[0].exc_info is None, "one line, no traceback"
+    assert await stored_ids(manager) == []
+
+
+async def test_a_refused_upload_is_400(
+    manager: StorageManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from depotx import ValidationError
+
+    async def refusing(*args: Any, **kwargs: Any) -> None:
+        raise ValidationError("s3-metadata", "filename too long for S3 metadata")
+
+    monkeypatch.setattr(manager.get(), "_store", refusing)
+    async with asgi_client(create_app(manager)) as client:
+        response = await client.post("/files", files={"file": ("a" * 1900 + ".txt", b"data")})
+    assert response.status_code == 400
+    assert "s3-metadata" in response.json()["error"]
+
+
+async def test_a_client_disconnect_mid_upload_is_info_and_stores_nothing(
+    manager: StorageManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(manager)
+    messages = [
+        {
+            "type": "http.request",
+            "body": b'--xx\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n\r\n'
+            + b"a" * 1000,
+            "more_body": True,
+        },
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/files",
+        "raw_path": b"/files",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"multipart/form-data; boundary=xx"),
+        ],
+        "client": ("127.0.0.1", 1234),
+        "server": ("testserver", 80),
+    }
+    with caplog.at_level("INFO", logger="depotx"):
+        await app(scope, receive, send)
+    assert [r.levelname for r in caplog.records if "disconnected" in r.getMessage()] == ["INFO"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert await stored_ids(manager) == []
+
+
+async def test_the_access_log_cannot_be_forged(
+    manager: StorageManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with asgi_client(create_app(manager)) as client:
+        with caplog.at_level("INFO", logger="depotx.server"):
+            await client.get('/x%0a127.0.0.1:1 "GET /admin HTTP/1.1" 200')
+    lines = [r.getMessage() for r in caplog.records if r.name == "depotx.server"]
+    assert len(lines) == 1
+    assert "\n" not in lines[0]
+    assert "\\x0a" in lines[0]
+
+
+async def test_serve_answers_only_its_own_host_and_same_origin_posts(
+    manager: StorageManager,
+) -> None:
+    app = create_app(manager, allowed_hosts=["127.0.0.1", "localhost"])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+        assert (await client.get("/")).status_code == 200
+        rebound = await client.get("/", headers={"Host": "evil.example:8000"})
+        assert rebound.status_code == 400
+        cross = await client.post(
+            "/files",
+            files={"file": ("a.txt", b"x")},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert cross.status_code == 403
+        same = await client.post(
+            "/files", files={"file": ("a.txt", b"x")}, headers={"Origin": "http://127.0.0.1:8000"}
+        )
+        assert same.status_code == 201
+        assert same.json()["url"].startswith("http://127.0.0.1:8000/")
+    assert len(await stored_ids(manager)) == 1
+
+
+async def test_the_listing_pages_and_never_loses_a_new_file(
+    manager: StorageManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from depotx import server as server_module
+
+    monkeypatch.setattr(server_module, "PAGE_SIZE", 10)
+    import json
+
+    storage = manager.get()
+    root = Path(storage.storage_path)  # type: ignore[attr-defined]
+    for n in range(25):
+        file_id = await storage.create(b"x", f"f{n:02}.txt")
+        meta = root / file_id / "metadata.json"
+        data = json.loads(meta.read_text())
+        data["last_modified"] = f"2020-01-01 00:00:{n:02}"  # older than the fresh upload
+        meta.write_text(json.dumps(data))
+    async with asgi_client(create_app(manager)) as client:
+        fresh = (await client.post("/files", files={"file": ("fresh.txt", b"new")})).json()
+        first = await client.get("/files")
+        assert first.headers["x-total-count"] == "26"
+        assert 'rel="next"' in first.headers["link"]
+        assert first.json()[0]["id"] == fresh["id"]  # newest first
+        seen = []
+        for page in (1, 2, 3):
+            seen += [item["id"] for item in (await client.get(f"/files?page={page}")).json()]
+        assert len(seen) == len(set(seen)) == 26
+        by_name = await client.get("/files?sort=name&page=3")
+        assert len(by_name.json()) == 6
+        assert 'rel="prev"' in by_name.headers["link"]
+        page = (await client.get("/")).text
+        assert "1&ndash;10 of 26 files" in page
+        assert 'id="next"' in page
+
+
 # -- a real uvicorn server ----------------------------------------------------------------------
 
 

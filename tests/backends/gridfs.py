@@ -1,6 +1,6 @@
 """GridFS factories for the shared contract: mongomock-motor always, a real MongoDB when configured.
 
-Set ``DEPOTX_TEST_MONGODB_URI`` (e.g. ``mongodb://127.0.0.1:27017/depotx_test``)
+Set ``MONGODB_TEST_URI`` (e.g. ``mongodb://127.0.0.1:27017/depotx_test``)
 to run the contract against a real server; each test gets a bucket of its own,
 dropped when the storage closes. Without it, the real-MongoDB parameter is
 skipped with the reason shown in pytest's summary, never silently dropped.
@@ -19,7 +19,7 @@ import pytest
 from depotx import FileStorage
 from depotx.storages.gridfs import GridFSStorage
 
-MONGODB_URI_ENV = "DEPOTX_TEST_MONGODB_URI"
+MONGODB_URI_ENV = "MONGODB_TEST_URI"
 SKIP_REASON = f"{MONGODB_URI_ENV} is not set: real MongoDB tests not run"
 
 
