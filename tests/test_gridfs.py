@@ -524,3 +524,23 @@ async def test_filedepot_interop_on_real_mongodb() -> None:
         filedepot._db.drop_collection(f"{bucket}.chunks")
         filedepot._cli.close()
         await storage.aclose()
+
+
+async def test_an_old_version_held_by_a_reader_is_removed_when_it_closes(
+    storage: GridFSStorage, server: MockServer
+) -> None:
+    """Chunks of a replaced (or deleted) version live exactly as long as their last reader."""
+    storage.chunk_size = 100
+    chunks = server.depotx_test["filedepot.chunks"]
+    file_id = await storage.create(b"a" * 450, "v1.bin")
+    reader = await storage.get(file_id)
+    await storage.replace(file_id, b"b" * 150, "v2.bin")
+    assert chunks.count_documents({}) == 5 + 2, "the old version is parked while it is read"
+    assert await reader.read() == b"a" * 450
+    await reader.aclose()
+    assert chunks.count_documents({}) == 2, "closing the last reader removes the old chunks"
+    held = await storage.get(file_id)
+    await storage.delete(file_id)
+    assert chunks.count_documents({}) == 2
+    await held.aclose()
+    assert chunks.count_documents({}) == 0

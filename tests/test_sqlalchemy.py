@@ -521,8 +521,16 @@ def test_sync_session_path_assignment(sync_session: Session) -> None:
     doc = Document(on_disk=f"current/{first}")
     sync_session.add(doc)
     sync_session.commit()
-    assert doc.on_disk == AttachedFile(path=f"disk/{first}", storage="disk", file_id=first)
     assert doc.on_disk is not None
+    assert (doc.on_disk.path, doc.on_disk.storage, doc.on_disk.file_id) == (
+        f"disk/{first}",
+        "disk",
+        first,
+    )
+    # "Upload first, assign the path" records the metadata with a sync Session too.
+    assert doc.on_disk.filename == "a.txt"
+    assert doc.on_disk.content_type == "text/plain; charset=utf-8"
+    assert doc.on_disk.size == len(b"uploaded first")
     assert asyncio.run(doc.on_disk.read()) == b"uploaded first"
     doc.on_disk = f"disk/{second}"
     sync_session.commit()
@@ -530,6 +538,18 @@ def test_sync_session_path_assignment(sync_session: Session) -> None:
     loaded = sync_session.execute(select(Document)).scalar_one()
     assert loaded.on_disk is not None
     assert loaded.on_disk.file_id == second
+
+
+def test_sync_session_path_assignment_checks_the_rules(sync_session: Session) -> None:
+    import asyncio
+
+    from depotx import ValidationError
+
+    big = asyncio.run(MANAGER.get("disk").create(b"x" * 2000, filename="big.bin"))
+    sync_session.add(Document(on_disk=f"disk/{big}"))  # on_disk allows 1000 bytes
+    with pytest.raises(ValidationError, match="max_size"):
+        sync_session.flush()
+    sync_session.rollback()
 
 
 def test_sync_session_refuses_content_at_assignment(sync_session: Session) -> None:
@@ -544,6 +564,71 @@ def test_sync_session_refuses_content_at_flush(sync_session: Session) -> None:
     with pytest.raises(AsyncSessionRequiredError, match=r"storage\.create"):
         sync_session.flush()
     sync_session.rollback()
+
+
+# -- shared paths and consumed handles ---------------------------------------------------
+
+
+async def test_a_path_taken_from_another_row_is_shared_not_stolen(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session:
+        b = Document(title="b", file=b"b's file")
+        session.add(b)
+        await session.commit()
+        assert b.file is not None
+        c = Document(title="c", file=b.file.path)  # the same file, by its path
+        session.add(c)
+        await session.commit()
+        assert c.file is not None
+        assert c.file.path == b.file.path
+        await session.delete(c)
+        await session.commit()
+        assert await exists(b.file.path), "deleting c must not delete b's file"
+        async with await MANAGER.get_file(b.file.path) as stored:
+            assert await stored.read() == b"b's file"
+        # The last row to let go of it deletes it.
+        path = b.file.path
+        await session.delete(b)
+        await session.commit()
+        assert not await exists(path)
+
+
+async def test_replacing_a_shared_file_keeps_it_for_the_other_row(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session:
+        b = Document(title="b", file=b"shared")
+        session.add(b)
+        await session.commit()
+        assert b.file is not None
+        c = Document(title="c", file=b.file.path)
+        session.add(c)
+        await session.commit()
+        b.file = b"b's new file"
+        await session.commit()
+        assert c.file is not None
+        assert await exists(c.file.path)
+
+
+async def test_assigned_files_and_stored_files_are_closed(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    source = tmp_path / "cv.pdf"
+    source.write_bytes(b"%PDF-1.4 cv")
+    handle = source.open("rb")
+    async with sessions() as session:
+        original = Document(title="a", file=b"original")
+        session.add(original)
+        await session.commit()
+        assert original.file is not None
+        opened = await MANAGER.get_file(original.file.path)
+        doc = Document(title="cv", file=handle)
+        copy = Document(title="copy", file=opened)
+        session.add_all([doc, copy])
+        await session.commit()
+    assert handle.closed
+    assert opened.closed
 
 
 # -- the FastAPI example ---------------------------------------------------------------------------

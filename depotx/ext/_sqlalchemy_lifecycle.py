@@ -3,7 +3,9 @@
 - Assignment: content becomes a :class:`PendingFile`; a path string is checked
   at once (a malformed one fails where it was written).
 - ``before_flush``: pending content is validated and stored, and the old value
-  of replaced, cleared or deleted rows is noted for deletion.
+  of replaced, cleared or deleted rows is noted for deletion, unless another
+  row still references the same file (a path assigned from another row is
+  shared: it is deleted only when the last row lets go of it).
 - Commit: the noted files are deleted, only after the database committed.
   Rollback, or a session closed without commit: the files stored during the
   transaction are deleted (savepoints included).
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import String, and_, cast, event, inspect, literal, not_, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Mapper, Session, SessionTransaction
 from sqlalchemy.orm import object_session as _object_session
 from sqlalchemy.util import await_only
@@ -110,7 +112,8 @@ def _run(coro: Coroutine[Any, Any, _T]) -> _T:
 
     A sync Session has no loop of its own: the coroutine then gets a short-lived
     one (in a worker thread if this thread already runs a loop). Only deletions
-    take that path; content is never stored from a sync Session.
+    and the lookup of an assigned path take that path; content is never stored
+    from a sync Session.
     """
     if in_greenlet():
         return await_only(coro)
@@ -212,13 +215,53 @@ def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:
         raise
 
 
+def _referenced_elsewhere(session: Session, obj: object, path: str) -> bool:
+    """Whether a row other than ``obj``'s, in any file column of its registry, holds ``path``.
+
+    Values are JSON, so the test is a ``LIKE`` on their text: a false match can
+    only keep a file alive (``delete_orphans`` sweeps it later), never delete
+    one that is still used.
+    """
+    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f'%"{escaped}"%'
+    own = inspect(obj)
+    for mapper in own.mapper.registry.mappers:
+        columns = _file_columns(mapper)
+        if not columns:
+            continue
+        table_columns = [getattr(mapper.class_, column.key) for column in columns]
+        matches = or_(*(cast(c, String).like(pattern, escape="\\") for c in table_columns))
+        condition = matches
+        if mapper.local_table is own.mapper.local_table and own.identity is not None:
+            this_row = and_(
+                *(col == value for col, value in zip(mapper.primary_key, own.identity, strict=True))
+            )
+            condition = and_(matches, not_(this_row))
+        with session.no_autoflush:
+            found = session.execute(select(literal(1)).where(condition).limit(1)).first()
+        if found is not None:
+            return True
+    return False
+
+
+def _doom(
+    session: Session, state: _SessionState, obj: object, column: _FileColumn, old: Any
+) -> None:
+    """Note ``old``'s files for deletion at commit, those no other row references."""
+    if not isinstance(old, AttachedFile):
+        return
+    for path in old.all_paths():
+        if _referenced_elsewhere(session, obj, path):
+            logger.info("keeping %s: another row still references it", path)
+            continue
+        state.doomed.append((column.type.manager, path))
+
+
 def _flush_files(session: Session, state: _SessionState) -> None:
     can_store = in_greenlet()
     for obj in list(session.deleted):
         for column in _file_columns(inspect(obj).mapper):
-            old = _committed_value(session, obj, column.key)
-            if isinstance(old, AttachedFile):
-                state.doomed.extend((column.type.manager, p) for p in old.all_paths())
+            _doom(session, state, obj, column, _committed_value(session, obj, column.key))
     for obj in [*session.new, *session.dirty]:
         insp = inspect(obj)
         for column in _file_columns(insp.mapper):
@@ -237,16 +280,15 @@ def _flush_files(session: Session, state: _SessionState) -> None:
                     _writing_back.reset(token)
                 new = stored.value
             if isinstance(old, AttachedFile) and old != new:
-                state.doomed.extend((column.type.manager, p) for p in old.all_paths())
+                _doom(session, state, obj, column, old)
 
 
 def _store(column: _FileColumn, pending: PendingFile, can_store: bool) -> Stored:
     if pending.path is not None:
-        if not can_store:  # sync Session: record the path, no I/O
-            return Stored(column.type.reference(pending.path), [])
-        return await_only(
-            adopt_path(column.type, pending.path, table=column.table, column=column.column)
-        )
+        # Under a sync Session the lookup runs on a short-lived loop, as deletions
+        # do: the value gets its filename, type and size, and the column's rules
+        # are checked, whichever Session assigned the path.
+        return _run(adopt_path(column.type, pending.path, table=column.table, column=column.column))
     if not can_store:
         raise AsyncSessionRequiredError()
     return await_only(

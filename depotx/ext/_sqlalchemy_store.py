@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from typing import IO, Any
 from .._content import prepare_upload
 from .._detect import SNIFF_SIZE, detect_content_type
 from .._exceptions import ValidationError
-from .._files import StoredFile, aclose_iterator
+from .._files import FileIntent, StoredFile, aclose_iterator
 from .._ids import split_path
 from ..storages.base import FileStorage
 from ._attached import AttachedFile, AttachedImage, Thumbnail
@@ -77,6 +78,21 @@ async def _delete_quietly(storage: FileStorage, file_ids: list[str]) -> None:
             )
 
 
+async def _close_consumed(content: Any) -> None:
+    """Close a file or ``StoredFile`` that was assigned to a column, once it is stored."""
+    if isinstance(content, FileIntent):
+        content = content.content
+    if isinstance(content, StoredFile):
+        await content.aclose()
+        return
+    close = getattr(content, "close", None)
+    if close is None or isinstance(content, (bytes, bytearray, memoryview)):
+        return
+    result = close()
+    if inspect.isawaitable(result):  # UploadFile, aiofiles
+        await result
+
+
 def _marker(table: str, column: str) -> dict[str, str]:
     return {TABLE_KEY: table, COLUMN_KEY: column}
 
@@ -85,6 +101,9 @@ async def store_content(ftype: FileType, content: Any, *, table: str, column: st
     """Validate ``content`` and store it (with thumbnails, for images) in the column's storage."""
     name, storage = ftype.resolve_storage()
     async with contextlib.AsyncExitStack() as stack:
+        # The column consumes what it was given: ``row.f = open(...)`` or
+        # ``row.f = await manager.get_file(...)`` leave no handle open.
+        stack.push_async_callback(_close_consumed, content)
         if isinstance(content, AttachedFile):  # a copy of another row's file
             content = await stack.enter_async_context(await content.open())
         # Sniffed even when the caller names a type: rules check what the bytes are.
