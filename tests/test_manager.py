@@ -477,3 +477,13 @@ def test_a_one_underscore_env_variable_is_named_in_the_error(manager: StorageMan
         manager.configure_from_env({"DEPOTX_AVATARS_BACKEND": "memory"})
     assert "DEPOTX_AVATARS__BACKEND" in str(info.value)
     assert manager.configure_from_env({"DEPOTX_TEST_URI": "x", "DEPOTX_A__BACKEND": "memory"})
+
+
+def test_typed_members_of_a_union_are_tried_before_str() -> None:
+    from depotx._config import convert_value
+
+    assert convert_value("false", bool | str) is False
+    assert convert_value("true", bool | str | None) is True
+    assert convert_value("/etc/ssl/ca.pem", bool | str) == "/etc/ssl/ca.pem"
+    assert convert_value("none", bool | str | None) is None
+    assert convert_value("42", int | str) == 42

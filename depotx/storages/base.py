@@ -169,15 +169,20 @@ class FileStorage(abc.ABC):
         """
         try:
             yield
-        except DepotError:
-            raise
         except Exception as exc:
-            if upload is not None and exc is upload.source_error:
-                raise
-            error = self._translate_error(exc, action, file_id)
-            if error is None:
+            error = self._translated(exc, action, file_id, upload)
+            if error is exc:
                 raise
             raise error from exc
+
+    def _translated(
+        self, exc: Exception, action: str, file_id: str | None, upload: Upload | None = None
+    ) -> Exception:
+        """What to raise for ``exc``: itself, or the depotx error it stands for."""
+        if isinstance(exc, DepotError) or (upload is not None and exc is upload.source_error):
+            return exc
+        error = self._translate_error(exc, action, file_id)
+        return exc if error is None else error
 
     def _validate_id(self, file_id: object) -> str:
         """Return ``file_id`` if this storage could hold it, else raise ``InvalidFileIdError``.
@@ -292,8 +297,14 @@ class FileStorage(abc.ABC):
     async def get(self, file_id: str) -> StoredFile:
         """Open the file ``file_id``; close the returned :class:`StoredFile` when done."""
         file_id = self._validate_id(file_id)
-        with self._translating("get", file_id):
+        # The serving hot path: a plain try costs nothing, a context manager ~1.5 µs.
+        try:
             return await self._get(file_id)
+        except Exception as exc:
+            error = self._translated(exc, "get", file_id)
+            if error is exc:
+                raise
+            raise error from exc
 
     async def delete(self, file_or_id: StoredFile | str) -> None:
         """Delete a file. Deleting a file that does not exist is not an error."""
