@@ -27,6 +27,7 @@ from ._exceptions import (
 from ._files import FileIntent, StoredFile
 from ._manager import DepotManager, StorageManager
 from .middleware import DepotMiddleware
+from .responses import StoredFileResponse
 from .storages.base import FileStorage
 from .storages.local import LocalFileStorage
 from .storages.memory import MemoryFileStorage
@@ -51,6 +52,7 @@ __all__ = [
     "StoredFileChangedError",
     "StoredFileExistsError",
     "StoredFileNotFoundError",
+    "StoredFileResponse",
     "ValidationError",
     "__version__",
 ]

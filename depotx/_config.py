@@ -52,7 +52,9 @@ FILEDEPOT_BACKENDS: Mapping[str, str] = types.MappingProxyType(
 )
 
 #: Options every storage accepts, whatever its backend; set as attributes.
-COMMON_OPTIONS: Mapping[str, type] = types.MappingProxyType({"inline_active_content": bool})
+COMMON_OPTIONS: Mapping[str, Any] = types.MappingProxyType(
+    {"inline_active_content": bool, "private": bool, "authorize": "callable"}
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -85,6 +87,26 @@ def resolve_backend(backend: str | type[FileStorage]) -> type[FileStorage]:
     if not (isinstance(cls, type) and issubclass(cls, FileStorage)):
         raise ConfigurationError(f"backend {backend!r} does not name a FileStorage subclass")
     return cls
+
+
+def resolve_callable(value: Any) -> Any:
+    """A callable given as itself or as a dotted path (``myapp.auth:can_read``)."""
+    if callable(value):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a callable or a dotted path to one, got {value!r}")
+    target = value.strip()
+    module_name, sep, attr = target.partition(":")
+    if not sep:
+        module_name, _, attr = target.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"cannot import {target!r}: {exc}") from exc
+    if not callable(found):
+        # A ValueError like every other bad option value: reported as ConfigurationError.
+        raise ValueError(f"{target!r} is not callable")  # noqa: TRY004
+    return found
 
 
 def options_under(config: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -205,9 +227,13 @@ def build_storage(options: Mapping[str, Any], *, label: str, prefix: str = "depo
         raise ConfigurationError(f"storage {label!r}: {exc}") from exc
     for key, value in common.items():
         try:
-            setattr(storage, key, convert_value(value, COMMON_OPTIONS[key]))
+            if COMMON_OPTIONS[key] == "callable":
+                converted = resolve_callable(value)
+            else:
+                converted = convert_value(value, COMMON_OPTIONS[key])
         except ValueError as exc:
             raise ConfigurationError(f"storage {label!r}: option {prefix}{key}: {exc}") from exc
+        setattr(storage, key, converted)
     storage.name = label
     return storage
 
@@ -227,7 +253,7 @@ _COMMON_OPTIONS = (
     "region_name",
 )
 #: Settings of the manager itself, not of one storage: ``DEPOTX_DEFAULT``, ...
-_MANAGER_KEYS = ("default", "mountpoint")
+_MANAGER_KEYS = ("default", "mountpoint", "secret_key")
 
 
 def env_settings(environ: Mapping[str, str] | None, env_prefix: str, prefix: str) -> dict[str, str]:

@@ -7,7 +7,10 @@ multi-tenant apps make their own ``StorageManager()`` so nothing leaks between t
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +18,7 @@ from ._config import build_storage, env_settings, options_under
 from ._exceptions import ConfigurationError, StorageNotFoundError
 from ._files import StoredFile
 from ._ids import split_path
+from ._signing import SigningKeys, parse_secrets, sign_file_query
 from .storages.base import FileStorage
 
 if TYPE_CHECKING:
@@ -28,6 +32,7 @@ logger = logging.getLogger("depotx")
 
 DEFAULT_MOUNTPOINT = "/depot"
 _MOUNTPOINT_KEY = "mountpoint"
+_SECRET_KEY = "secret_key"
 _ALIAS_OPTION = "alias"
 _DEFAULT_KEY = "default"
 
@@ -40,12 +45,23 @@ class StorageManager:
     ``async with manager:``) when the app shuts down.
     """
 
-    def __init__(self, *, mountpoint: str = DEFAULT_MOUNTPOINT) -> None:
+    def __init__(
+        self,
+        *,
+        mountpoint: str = DEFAULT_MOUNTPOINT,
+        secret_key: str | bytes | Sequence[str | bytes] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._storages: dict[str, FileStorage] = {}
         self._aliases: dict[str, str] = {}
         self._default: str | None = None
         self._mountpoint = DEFAULT_MOUNTPOINT
+        self._keys: SigningKeys | None = None
+        #: The time signed URLs are made and checked against (injectable for tests).
+        self.clock = clock
         self.set_mountpoint(mountpoint)
+        if secret_key is not None:
+            self.set_secret_key(secret_key)
 
     # -- configuration -----------------------------------------------------------
 
@@ -80,7 +96,30 @@ class StorageManager:
             storage.name = name
         return self._add(name, storage)
 
+    def set_secret_key(self, secret_key: str | bytes | Sequence[str | bytes]) -> None:
+        """Set the secret(s) that sign URLs: the first signs, every one verifies.
+
+        Rotate by putting a new secret first and keeping the old one until the URLs
+        it signed have expired. A comma-separated string gives several. Secrets
+        are at least 16 bytes; they are never shown in reprs or errors.
+        """
+        try:
+            self._keys = SigningKeys(parse_secrets(secret_key))
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"secret_key: {exc}") from None
+
+    @property
+    def signing_keys(self) -> SigningKeys | None:
+        """The keys that sign and verify URLs; ``None`` until a secret is set."""
+        return self._keys
+
     def _add(self, name: str, storage: FileStorage) -> FileStorage:
+        if storage.private and self._keys is None:
+            raise ConfigurationError(
+                f"storage {name!r} is private, so its URLs are signed: set a secret first "
+                "(depot.secret_key in the same settings, DEPOTX_SECRET_KEY, or "
+                "StorageManager(secret_key=...))"
+            )
         self._storages[name] = storage
         if self._default is None:  # the first storage is the default
             self._default = name
@@ -105,16 +144,20 @@ class StorageManager:
         ``depot.<alias>.alias = <name>`` makes an alias; ``depot.default = <name>``
         picks the default (else the first storage in the settings is the default,
         unless this manager already had one); ``depot.mountpoint = /media`` sets
-        where the middleware serves files. Keys outside ``prefix`` are ignored.
+        where the middleware serves files, ``depot.secret_key`` the secret(s) that
+        sign URLs (comma-separated, newest first). Keys outside ``prefix`` are ignored.
         """
         groups: dict[str, dict[str, Any]] = {}
         default: str | None = None
-        for key, value in options_under(settings, prefix).items():
+        options = options_under(settings, prefix)
+        # The manager's own settings first: a private storage needs the secret.
+        if _SECRET_KEY in options:
+            self.set_secret_key(options.pop(_SECRET_KEY))
+        if _MOUNTPOINT_KEY in options:
+            self.set_mountpoint(str(options.pop(_MOUNTPOINT_KEY)))
+        for key, value in options.items():
             if key == _DEFAULT_KEY:
                 default = str(value)
-                continue
-            if key == _MOUNTPOINT_KEY:
-                self.set_mountpoint(str(value))
                 continue
             name, dot, option = key.partition(".")
             if not dot or not name or not option:
@@ -207,20 +250,58 @@ class StorageManager:
         storage_name, file_id = split_path(path)
         return await self.get(storage_name).get(file_id)
 
-    def url_for(self, path: str) -> str:
+    def url_for(
+        self,
+        path: str,
+        *,
+        expires_in: float | timedelta | None = None,
+        download: bool = False,
+        filename: str | None = None,
+    ) -> str:
         """The URL of the file at ``"<storage>/<fileid>"``, without I/O.
 
-        The storage's public URL where it has one, else the middleware's route.
+        Without ``expires_in``: the storage's public URL where it has one, else the
+        middleware's route. With it (seconds or a ``timedelta``): a URL under the
+        mountpoint, signed (HMAC-SHA256 over the storage, the id, the expiry and
+        the overrides) and valid that long; ``download=True`` serves it as an
+        attachment, ``filename`` under another name. A private storage's files
+        only have signed URLs. The real storage name is used, never an alias, so
+        re-pointing the alias later does not break URLs already handed out.
         """
         storage_name, file_id = split_path(path)
-        # Through the storage's real name: an alias re-pointed later must not
-        # turn the URLs already handed out into 404s.
         storage_name = self.resolve_alias(storage_name)
         storage = self._storages[storage_name]
-        public = storage.public_url(file_id)  # validated by split_path and the storage
-        if public:
-            return public
-        return f"{self._mountpoint}/{storage_name}/{file_id}"
+        if expires_in is None:
+            if download or filename is not None:
+                raise ConfigurationError(
+                    "download and filename are signed overrides: pass expires_in as well"
+                )
+            if storage.private:
+                raise ConfigurationError(
+                    f"storage {storage_name!r} is private: its URLs are signed and expire; "
+                    "pass expires_in (seconds or a timedelta)"
+                )
+            public = storage.public_url(file_id)  # validated by split_path and the storage
+            if public:
+                return public
+            return f"{self._mountpoint}/{storage_name}/{file_id}"
+        seconds = (
+            expires_in.total_seconds() if isinstance(expires_in, timedelta) else float(expires_in)
+        )
+        if not seconds > 0:
+            raise ConfigurationError(f"expires_in must be positive, not {expires_in!r}")
+        if self._keys is None:
+            raise ConfigurationError(
+                "signed URLs need a secret: depot.secret_key, DEPOTX_SECRET_KEY or "
+                "StorageManager(secret_key=...)"
+            )
+        if filename is not None and not isinstance(filename, str):
+            raise TypeError(f"filename must be a str, not {type(filename).__name__}")
+        expires = math.ceil(self.clock() + seconds)
+        query = sign_file_query(
+            self._keys, storage_name, file_id, expires=expires, download=download, filename=filename
+        )
+        return f"{self._mountpoint}/{storage_name}/{file_id}?{query}"
 
     @property
     def mountpoint(self) -> str:

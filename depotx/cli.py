@@ -218,6 +218,35 @@ async def _cp(manager: StorageManager, args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(value: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``1h`` or ``7d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = value.strip().lower()
+    factor = units.get(text[-1:])
+    number = text[:-1] if factor else text
+    try:
+        seconds = float(number) * (factor or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {value!r} (use seconds, or 15m, 1h, 7d)"
+        ) from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError("a duration must be positive")
+    return seconds
+
+
+async def _url(manager: StorageManager, args: argparse.Namespace) -> int:
+    print(
+        manager.url_for(
+            _path_for(manager, args.path),
+            expires_in=args.expires,
+            download=args.download,
+            filename=args.filename,
+        )
+    )
+    return 0
+
+
 async def _cleanup(manager: StorageManager, args: argparse.Namespace) -> int:
     names = [manager.resolve_alias(args.storage)] if args.storage else manager.names
     for name in names:
@@ -234,6 +263,7 @@ _COMMANDS = {
     "rm": _rm,
     "cp": _cp,
     "cleanup": _cleanup,
+    "url": _url,
 }
 
 
@@ -303,6 +333,19 @@ def _parser() -> argparse.ArgumentParser:
     cp = commands.add_parser("cp", help="copy a stored file into another storage")
     cp.add_argument("path", help="storage/fileid to copy")
     cp.add_argument("storage", help="target storage or alias")
+
+    url = commands.add_parser(
+        "url",
+        help="print a file's URL; --expires makes it a signed URL that expires",
+        description="Print a file's URL under the mountpoint (or its public URL). With "
+        "--expires it is signed with the configured secret (depot.secret_key, "
+        "DEPOTX_SECRET_KEY) and stops working after that long; files of a private "
+        "storage only have signed URLs.",
+    )
+    url.add_argument("path", help="storage/fileid (or a file id in the default storage)")
+    url.add_argument("--expires", type=_duration, metavar="DURATION", help="e.g. 900, 15m, 1h, 7d")
+    url.add_argument("--download", action="store_true", help="serve it as an attachment")
+    url.add_argument("--filename", help="serve it under this name")
 
     cleanup = commands.add_parser(
         "cleanup", help="remove what crashed or killed uploads left behind"

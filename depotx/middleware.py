@@ -15,12 +15,15 @@ lifespan scopes go to the wrapped app untouched.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import _http
+from . import _http, _signing
 from ._exceptions import (
     ConfigurationError,
     InvalidFileIdError,
@@ -48,6 +51,12 @@ _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 #: How many files' response headers each middleware keeps ready (a few MiB at most).
 HEADER_CACHE_SIZE = 4096
+#: How long a redirect URL lives when a private file was allowed by an ``authorize``
+#: hook rather than a signature (which carries its own expiry).
+AUTHORIZED_REDIRECT_SECONDS = 60
+
+#: ``authorize(scope, storage_name, file_id)``: True to serve, False to refuse.
+Authorize = Callable[[Any, str, str], Any]
 
 
 class DepotMiddleware:
@@ -68,6 +77,13 @@ class DepotMiddleware:
     :param redirect_to_public_url: answer 307 to the storage's public URL (S3, a
         CDN) when it has one; ``False`` proxies those files too.
     :param chunk_size: bytes per read from the backend and per ASGI message.
+    :param authorize: ``authorize(scope, storage_name, file_id)``, sync or async,
+        decides requests that carry no valid signature, before any backend I/O:
+        ``False`` answers 403 (404 with ``hide_forbidden``); an exception in it
+        is logged and answers 403. A storage's own ``depot.authorize`` applies
+        where this is not given.
+    :param hide_forbidden: answer refused requests 404 instead of 403, so they do
+        not reveal that a file exists.
     """
 
     def __init__(
@@ -80,6 +96,8 @@ class DepotMiddleware:
         cache_public: bool = False,
         redirect_to_public_url: bool = True,
         chunk_size: int = DEFAULT_SERVE_CHUNK_SIZE,
+        authorize: Authorize | None = None,
+        hide_forbidden: bool = False,
     ) -> None:
         if cache_max_age < 0:
             raise ConfigurationError("cache_max_age must be >= 0")
@@ -100,6 +118,8 @@ class DepotMiddleware:
         self.cache_public = cache_public
         self.redirect_to_public_url = redirect_to_public_url
         self.chunk_size = chunk_size
+        self.authorize = authorize
+        self.hide_forbidden = hide_forbidden
         # Per instance, not module-wide: the cache lives and dies with the app.
         # Keyed on everything the headers derive from, so a new version (new
         # checksum, name or date) simply misses.
@@ -155,7 +175,35 @@ class DepotMiddleware:
         if not head and scope["method"] != "GET":
             await send_plan(send, _http.error_plan(405, head=head, extra=[_ALLOW]))
             return
-        if self.redirect_to_public_url and not storage.redirect_after_open:
+        # Signatures name the real storage, so a re-pointed alias cannot reuse them.
+        real = self.manager.resolve_alias(name)
+        query = scope.get("query_string", b"").decode("latin-1")
+        try:
+            signed = _signing.check_file_query(
+                self.manager.signing_keys, real, file_id, query, self.manager.clock()
+            )
+        except _signing.BadSignature as exc:
+            logger.info("depotx: refused %s/%s: %s", real, file_id, exc)
+            await send_plan(send, _http.error_plan(403, head=head))
+            return
+        cache_control = self._cache_control
+        if signed is not None:
+            remaining = max(1, int(signed.expires - self.manager.clock()))
+            cache_control = (
+                b"cache-control",
+                f"private, max-age={min(self.cache_max_age, remaining)}".encode(),
+            )
+        else:
+            allowed = await self._authorized(scope, storage, real, file_id)
+            if allowed is False or (allowed is None and storage.private):
+                status = 404 if self.hide_forbidden else 403
+                await send_plan(send, _http.error_plan(status, head=head))
+                return
+            if allowed:  # decided per request: never for shared caches
+                cache_control = (b"cache-control", b"private, no-cache")
+            remaining = AUTHORIZED_REDIRECT_SECONDS
+        restricted = signed is not None or storage.private
+        if self.redirect_to_public_url and not restricted and not storage.redirect_after_open:
             try:
                 url = storage.public_url(file_id)
             except Exception as exc:  # noqa: BLE001 - any backend failure is a 502, logged
@@ -164,6 +212,8 @@ class DepotMiddleware:
             if url:
                 await _send_redirect(send, url)
                 return
+        download = signed is not None and signed.download
+        filename = signed.filename if signed is not None else None
         for _ in range(MAX_ATTEMPTS):
             try:
                 stored = await storage.get(file_id)
@@ -174,17 +224,28 @@ class DepotMiddleware:
                 await self._backend_failure(send, head, storage, file_id, exc)
                 return
             try:
-                if self.redirect_to_public_url and stored.public_url:
-                    await _send_redirect(send, stored.public_url)
-                    return
+                if self.redirect_to_public_url:
+                    if restricted:
+                        # Never a lasting public URL: one that expires no later than
+                        # the signature, with the disposition rules and overrides.
+                        url = storage.temporary_url(
+                            stored, expires_in=remaining, download=download, filename=filename
+                        )
+                    else:
+                        url = stored.public_url
+                    if url:
+                        await _send_redirect(send, url)
+                        return
                 answered = await send_stored(
                     stored,
                     scope,
                     receive,
                     send,
-                    cache_control=self._cache_control,
+                    cache_control=cache_control,
                     headers_for=self._headers_for,
                     inline_active=storage.inline_active_content is True,
+                    download=download,
+                    filename=filename,
                     chunk_size=self.chunk_size,
                 )
                 if answered:
@@ -198,6 +259,32 @@ class DepotMiddleware:
             MAX_ATTEMPTS,
         )
         await send_plan(send, _http.error_plan(503, head=head))
+
+    async def _authorized(
+        self, scope: Scope, storage: FileStorage, name: str, file_id: str
+    ) -> bool | None:
+        """The ``authorize`` hook's verdict; ``None`` when there is no hook.
+
+        A hook that raises refuses: an error in an access check must never open
+        the door (nor show a 500 with its details).
+        """
+        hook = self.authorize or storage.authorize
+        if hook is None:
+            return None
+        try:
+            verdict = hook(scope, name, file_id)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+        except Exception as exc:  # logged, and the request is refused
+            logger.error(  # noqa: TRY400 - exc_info given explicitly
+                "depotx: authorize hook failed for %s/%s, refusing: %s",
+                name,
+                file_id,
+                exc,
+                exc_info=exc,
+            )
+            return False
+        return bool(verdict)
 
     async def _backend_failure(
         self, send: Send, head: bool, storage: FileStorage, file_id: str, exc: BaseException

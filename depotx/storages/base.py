@@ -14,7 +14,7 @@ import abc
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -80,6 +80,13 @@ class FileStorage(abc.ABC):
     #: attachments, so they cannot run scripts on the app's origin. Set with the
     #: ``depot.inline_active_content`` option, accepted by every backend.
     inline_active_content: bool = False
+    #: Whether every request for this storage's files must be signed (``url_for(...,
+    #: expires_in=...)``) or allowed by an ``authorize`` hook; set with the
+    #: ``depot.private`` option, accepted by every backend.
+    private: bool = False
+    #: ``authorize(scope, storage_name, file_id) -> bool`` (sync or async) deciding
+    #: for unsigned requests; ``depot.authorize = "myapp.auth:can_read"``.
+    authorize: Callable[..., Any] | None = None
     #: Whether a redirect to the public URL needs the file opened first: its URL
     #: then depends on the file's metadata (S3's presigned URLs carry the
     #: disposition rule), so ``StoredFile.public_url`` is used, not :meth:`public_url`.
@@ -203,6 +210,17 @@ class FileStorage(abc.ABC):
         answers only where the URL will actually serve the file.
         """
         self._validate_id(file_id)
+        return None
+
+    def temporary_url(
+        self, stored: StoredFile, *, expires_in: int, download: bool, filename: str | None
+    ) -> str | None:
+        """A URL valid ``expires_in`` seconds serving ``stored`` directly, or ``None``.
+
+        Used to redirect a signed or private request without giving away a lasting
+        URL: an object store presigns one (S3), with the disposition rule and the
+        request's overrides; storages that cannot keep the default and are proxied.
+        """
         return None
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, not an abstract method

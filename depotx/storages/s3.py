@@ -965,6 +965,33 @@ class S3Storage(FileStorage):
         )
         return str(url)
 
+    def temporary_url(
+        self, stored: StoredFile, *, expires_in: int, download: bool, filename: str | None
+    ) -> str | None:
+        """A presigned URL valid ``expires_in`` seconds (at most ``presigned_expires``).
+
+        Carries the disposition rule and the overrides of a signed request
+        (``response-content-disposition``, ``response-content-type``), so a private
+        file is served from the bucket exactly as the middleware would serve it.
+        ``None`` with ``public_url_mode = none``: the app proxies everything.
+        """
+        if self.public_url_mode == "none":
+            return None
+        name = filename if filename is not None else stored.filename
+        disposition = _http.disposition_for(
+            name, stored.content_type, inline_active=self.inline_active_content, download=download
+        )
+        overrides = {
+            "ResponseContentDisposition": disposition,
+            "ResponseContentType": _http.header_content_type(stored.content_type),
+        }
+        url = self._signing_client().generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self._key(stored.file_id), **overrides},
+            ExpiresIn=max(1, min(int(expires_in), self.presigned_expires)),
+        )
+        return str(url)
+
     def _file_url(self, file_id: str, filename: str, content_type: str) -> str | None:
         """The public URL of an opened file: presigned ones carry the disposition rule.
 

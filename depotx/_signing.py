@@ -1,0 +1,203 @@
+"""Signed, expiring URLs: a canonical form of the signed fields and HMAC-SHA256 over it.
+
+Pure and free of depotx imports, so the rules are tested on their own and
+anything that signs (file URLs today, upload tickets next) shares them:
+
+- **Canonical form**: a version tag, then every field as ``name=value`` with
+  both lengths spelled out, in a fixed order. No field can bleed into another
+  (``a`` + ``bc`` never signs like ``ab`` + ``c``), and an absent override
+  signs differently from an empty one.
+- **Secrets**: several may be given; the first signs, any verifies, so a key is
+  rotated by putting the new one first and dropping the old one once the URLs
+  it signed have expired. They are held by :class:`SigningKeys`, whose repr
+  never shows them.
+- **Comparison** in constant time (:func:`hmac.compare_digest`), against each key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
+from urllib.parse import parse_qsl, quote, urlencode
+
+__all__ = [
+    "FILE_URL",
+    "BadSignature",
+    "SignedQuery",
+    "SigningKeys",
+    "canonical",
+    "check_file_query",
+    "parse_secrets",
+    "sign_file_query",
+]
+
+_VERSION = b"depotx-signed-v1"
+
+
+def canonical(purpose: str, fields: Mapping[str, str]) -> bytes:
+    """The bytes that are signed: the purpose and every field, unambiguously."""
+    parts = [_VERSION, _length_prefixed(purpose)]
+    for name in sorted(fields):
+        parts.append(_length_prefixed(name) + _length_prefixed(fields[name]))
+    return b"\n".join(parts)
+
+
+def _length_prefixed(text: str) -> bytes:
+    data = text.encode("utf-8", "surrogatepass")
+    return str(len(data)).encode() + b":" + data
+
+
+def parse_secrets(value: str | bytes | Iterable[str | bytes]) -> list[bytes]:
+    """Secrets from configuration: one, a list, or a comma-separated string (newest first)."""
+    if isinstance(value, (str, bytes)):
+        items: list[str | bytes] = (
+            [part.strip() for part in value.split(",")] if isinstance(value, str) else [value]
+        )
+    else:
+        items = list(value)
+    secrets = [item.encode() if isinstance(item, str) else bytes(item) for item in items]
+    secrets = [secret for secret in secrets if secret]
+    if not secrets:
+        raise ValueError("no signing secret given")
+    for secret in secrets:
+        if len(secret) < 16:
+            raise ValueError("a signing secret must be at least 16 bytes long")
+    return secrets
+
+
+class SigningKeys:
+    """The secrets that sign and verify; never shown in reprs, logs or errors."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, secrets: Sequence[bytes]) -> None:
+        if not secrets:
+            raise ValueError("no signing secret given")
+        self._keys = tuple(secrets)
+
+    def sign(self, purpose: str, fields: Mapping[str, str]) -> str:
+        """The signature of ``fields`` with the newest key, URL-safe base64 without padding."""
+        return _encode(_mac(self._keys[0], canonical(purpose, fields)))
+
+    def verify(self, purpose: str, fields: Mapping[str, str], signature: str) -> bool:
+        """Whether ``signature`` signs ``fields`` under any of the keys (constant time each)."""
+        try:
+            given = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+        except (ValueError, TypeError):
+            return False
+        if _encode(given) != signature:  # one spelling only: no padding, no other alphabet
+            return False
+        message = canonical(purpose, fields)
+        found = False
+        for key in self._keys:  # every key is tried, so timing says nothing about which
+            found |= hmac.compare_digest(_mac(key, message), given)
+        return found
+
+    def __repr__(self) -> str:
+        return f"<SigningKeys: {len(self._keys)} secret(s), hidden>"
+
+
+def _mac(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def _encode(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+# -- signed file URLs ------------------------------------------------------------------
+
+#: What a file URL's signature is for: a signature for anything else never passes.
+FILE_URL = "file-url"
+#: The query parameters of a signed file URL.
+EXPIRES, DOWNLOAD, FILENAME, SIGNATURE = "expires", "download", "filename", "sig"
+
+
+class SignedQuery(NamedTuple):
+    """What a valid signature grants: until when, and the response overrides it carries."""
+
+    expires: int
+    download: bool
+    filename: str | None
+
+
+def _file_fields(
+    storage: str, file_id: str, expires: int, download: bool, filename: str | None
+) -> dict[str, str]:
+    return {
+        "storage": storage,
+        "file_id": file_id,
+        "expires": str(expires),
+        "disposition": "attachment" if download else "",
+        # "+name" when given: an absent filename never signs like an empty one.
+        "filename": "" if filename is None else "+" + filename,
+    }
+
+
+def sign_file_query(
+    keys: SigningKeys,
+    storage: str,
+    file_id: str,
+    *,
+    expires: int,
+    download: bool = False,
+    filename: str | None = None,
+) -> str:
+    """The query string of a signed URL for ``storage/file_id``, valid until ``expires``."""
+    params = [(EXPIRES, str(expires))]
+    if download:
+        params.append((DOWNLOAD, "1"))
+    if filename is not None:
+        params.append((FILENAME, filename))
+    fields = _file_fields(storage, file_id, expires, download, filename)
+    params.append((SIGNATURE, keys.sign(FILE_URL, fields)))
+    return urlencode(params, quote_via=quote)
+
+
+class BadSignature(Exception):
+    """A signed URL that does not verify, or has expired; the message says which."""
+
+
+def check_file_query(
+    keys: SigningKeys | None, storage: str, file_id: str, query_string: str, now: float
+) -> SignedQuery | None:
+    """Check the signature in ``query_string``; ``None`` if the request carries none.
+
+    Raises :class:`BadSignature` for a malformed, tampered or expired one. Every
+    field is checked in one canonical spelling: ``expires`` as plain digits,
+    ``download`` as ``1``, each parameter once.
+    """
+    values: dict[str, str] = {}
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        if name in (EXPIRES, DOWNLOAD, FILENAME, SIGNATURE):
+            if name in values:
+                raise BadSignature(f"{name} given twice")
+            values[name] = value
+    if SIGNATURE not in values:
+        if len(values):
+            raise BadSignature("signed parameters without a signature")
+        return None
+    if keys is None:
+        raise BadSignature("no signing key is configured")
+    expires_text = values.get(EXPIRES, "")
+    if (
+        not expires_text.isdigit()
+        or not expires_text.isascii()
+        or expires_text != str(int(expires_text))
+    ):
+        raise BadSignature("malformed expiry")
+    download_text = values.get(DOWNLOAD)
+    if download_text not in (None, "1"):
+        raise BadSignature("malformed download flag")
+    expires = int(expires_text)
+    download = download_text == "1"
+    filename = values.get(FILENAME)
+    fields = _file_fields(storage, file_id, expires, download, filename)
+    if not keys.verify(FILE_URL, fields, values[SIGNATURE]):
+        raise BadSignature("signature does not match")
+    if now >= expires:  # checked after the signature: an expired forgery is still a forgery
+        raise BadSignature("expired")
+    return SignedQuery(expires, download, filename)
