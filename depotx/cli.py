@@ -21,8 +21,7 @@ from ._config import env_setting_key, env_settings
 from ._exceptions import ConfigurationError, DepotError
 from ._ids import split_path
 from ._manager import StorageManager
-
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+from .server import LOG_LEVELS
 
 __all__ = ["build_manager", "load_settings", "main", "safe_basename"]
 

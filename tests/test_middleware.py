@@ -12,7 +12,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.responses import PlainTextResponse
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
@@ -23,6 +24,7 @@ from depotx import (
     StorageManager,
     StoredFile,
     StoredFileChangedError,
+    StoredFileResponse,
 )
 from depotx._files import BytesStoredFile
 from depotx._http import format_http_date, make_etag
@@ -130,9 +132,35 @@ def client_for(app: Any, root_path: str = "") -> httpx.AsyncClient:
     )
 
 
+def response_app(manager: StorageManager) -> Starlette:
+    """The same files served by ``StoredFileResponse`` from an app's own route."""
+
+    async def download(request: Request) -> Response:
+        try:
+            storage = manager.get(request.path_params["storage"])
+            stored = await storage.get(request.path_params["file_id"])
+        except (LookupError, ValueError):
+            return PlainTextResponse("Not Found", status_code=404)
+        return StoredFileResponse(stored, cache_control="private, max-age=3600")
+
+    return Starlette(
+        routes=[Route("/depot/{storage}/{file_id}", download, methods=["GET", "HEAD"])]
+    )
+
+
+#: What a test marked with this serves through: the middleware, and StoredFileResponse.
+both_ways = pytest.mark.parametrize("client", ["middleware", "response"], indirect=True)
+
+
 @pytest.fixture
-async def client(setup: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
-    app = DepotMiddleware(inner_app, manager=setup["manager"])
+async def client(
+    setup: dict[str, Any], request: pytest.FixtureRequest
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The middleware's client; with ``both_ways``, also ``StoredFileResponse``'s."""
+    if getattr(request, "param", "middleware") == "response":
+        app: Any = response_app(setup["manager"])
+    else:
+        app = DepotMiddleware(inner_app, manager=setup["manager"])
     async with client_for(app) as c:
         yield c
 
@@ -141,6 +169,7 @@ async def client(setup: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.mark.parametrize("storage_name", ["files", "disk"])
+@both_ways
 async def test_get_streams_the_file_with_all_headers(
     setup: dict[str, Any], client: httpx.AsyncClient, storage_name: str
 ) -> None:
@@ -165,6 +194,7 @@ async def test_get_streams_the_file_with_all_headers(
     assert headers["content-disposition"] == 'inline; filename="data.bin"'
 
 
+@both_ways
 async def test_text_content_type_is_kept_as_recorded(
     setup: dict[str, Any], client: httpx.AsyncClient
 ) -> None:
@@ -185,6 +215,7 @@ async def test_many_chunks_are_streamed_in_order(setup: dict[str, Any]) -> None:
     assert tracked.released == 1
 
 
+@both_ways
 async def test_empty_file(setup: dict[str, Any], client: httpx.AsyncClient) -> None:
     file_id = await setup["manager"].get("files").create(b"", "empty.txt", "text/plain")
     response = await client.get(f"/depot/files/{file_id}")
@@ -196,6 +227,7 @@ async def test_empty_file(setup: dict[str, Any], client: httpx.AsyncClient) -> N
     ).status_code == 416
 
 
+@both_ways
 async def test_head_sends_headers_only_and_reads_no_content(
     setup: dict[str, Any], client: httpx.AsyncClient
 ) -> None:
@@ -403,6 +435,7 @@ async def test_other_methods_are_405_with_allow(
 # -- conditional requests -----------------------------------------------------------------------
 
 
+@both_ways
 async def test_if_none_match_gives_304_with_validators_and_no_body(
     setup: dict[str, Any], client: httpx.AsyncClient
 ) -> None:
@@ -421,6 +454,7 @@ async def test_if_none_match_gives_304_with_validators_and_no_body(
             assert "content-disposition" not in response.headers
 
 
+@both_ways
 async def test_if_modified_since(setup: dict[str, Any], client: httpx.AsyncClient) -> None:
     url = f"/depot/files/{setup['ids']['files']}"
     last_modified = (await client.get(url)).headers["last-modified"]
@@ -438,6 +472,7 @@ async def test_if_modified_since(setup: dict[str, Any], client: httpx.AsyncClien
     assert both.content == CONTENT
 
 
+@both_ways
 async def test_if_match_and_if_unmodified_since_give_412(
     setup: dict[str, Any], client: httpx.AsyncClient
 ) -> None:
@@ -458,6 +493,7 @@ async def test_if_match_and_if_unmodified_since_give_412(
 
 
 @pytest.mark.parametrize("storage_name", ["files", "disk", "tracked"])
+@both_ways
 async def test_single_range_is_206_and_reads_only_that_part(
     setup: dict[str, Any], client: httpx.AsyncClient, storage_name: str
 ) -> None:
@@ -484,6 +520,7 @@ async def test_single_range_is_206_and_reads_only_that_part(
         ]
 
 
+@both_ways
 async def test_unsatisfiable_range_is_416(setup: dict[str, Any], client: httpx.AsyncClient) -> None:
     url = f"/depot/files/{setup['ids']['files']}"
     response = await client.get(url, headers={"Range": "bytes=20000-"})
@@ -491,6 +528,7 @@ async def test_unsatisfiable_range_is_416(setup: dict[str, Any], client: httpx.A
     assert response.headers["content-range"] == f"bytes */{len(CONTENT)}"
 
 
+@both_ways
 async def test_malformed_range_is_ignored(setup: dict[str, Any], client: httpx.AsyncClient) -> None:
     url = f"/depot/files/{setup['ids']['files']}"
     for value in ("bytes=abc", "lines=1-2", "bytes=9-1"):
@@ -499,6 +537,7 @@ async def test_malformed_range_is_ignored(setup: dict[str, Any], client: httpx.A
         assert response.content == CONTENT
 
 
+@both_ways
 async def test_if_range(setup: dict[str, Any], client: httpx.AsyncClient) -> None:
     url = f"/depot/files/{setup['ids']['files']}"
     full = await client.get(url)
@@ -513,6 +552,7 @@ async def test_if_range(setup: dict[str, Any], client: httpx.AsyncClient) -> Non
         assert stale.content == CONTENT
 
 
+@both_ways
 async def test_multiple_ranges_are_multipart_byteranges(
     setup: dict[str, Any], client: httpx.AsyncClient
 ) -> None:
@@ -542,6 +582,7 @@ async def test_multiple_ranges_are_multipart_byteranges(
 # -- disposition and active content -------------------------------------------------------------
 
 
+@both_ways
 async def test_active_content_is_an_attachment_unless_allowed(
     setup: dict[str, Any], client: httpx.AsyncClient
 ) -> None:
@@ -561,6 +602,7 @@ async def test_active_content_is_an_attachment_unless_allowed(
     assert response.headers["content-type"] == "text/html"
 
 
+@both_ways
 async def test_non_ascii_and_hostile_filenames(
     setup: dict[str, Any], client: httpx.AsyncClient
 ) -> None:
@@ -822,6 +864,7 @@ async def test_error_answers_are_never_cacheable(
 
 
 @pytest.mark.parametrize("value", ["garbage", "0", '"unterminated', "W/"])
+@both_ways
 async def test_a_malformed_if_match_matches_nothing(
     setup: dict[str, Any], client: httpx.AsyncClient, value: str
 ) -> None:
@@ -834,6 +877,7 @@ async def test_a_malformed_if_match_matches_nothing(
     assert both.status_code == 412
 
 
+@both_ways
 async def test_a_huge_number_in_range_is_never_a_5xx(
     setup: dict[str, Any], client: httpx.AsyncClient
 ) -> None:
@@ -848,6 +892,7 @@ async def test_a_huge_number_in_range_is_never_a_5xx(
     assert (end.status_code, end.content) == (206, CONTENT[10:])
 
 
+@both_ways
 async def test_multipart_ranges_come_in_the_requested_order(
     setup: dict[str, Any], client: httpx.AsyncClient
 ) -> None:
