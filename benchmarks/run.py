@@ -24,8 +24,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +57,7 @@ class Settings:
     big_file: int = 100 * MiB
     s3_size: int = 64 * MiB
     s3_part: int = 8 * MiB
+    upload_size: int = 1024 * MiB
     force_python_client: bool = False
 
     @classmethod
@@ -67,6 +69,7 @@ class Settings:
             "lag_upload": 64 * MiB,
             "lag_small": 1000,
             "s3_size": 16 * MiB,
+            "upload_size": 64 * MiB,
             **overrides,
         }
         return cls(**values)
@@ -564,6 +567,130 @@ def run_create(settings: Settings) -> tuple[list[Row], dict[str, Any]]:
     return rows, {label: results}
 
 
+_UPLOAD_BOUNDARY = "depotxbenchboundary"
+
+
+def _upload_body(size: int) -> Iterator[bytes]:
+    """A multipart body with one ``size``-byte file, made on the fly in 1 MiB pieces."""
+    head = (
+        f'--{_UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; '
+        'filename="big.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    )
+    yield head.encode()
+    block = os.urandom(MiB)
+    for offset in range(0, size, MiB):
+        yield block[: min(MiB, size - offset)]
+    yield f"\r\n--{_UPLOAD_BOUNDARY}--\r\n".encode()
+
+
+def _temp_bytes(pid: int, root: Path) -> int:
+    """Bytes of the files ``pid`` holds open under ``root``, unlinked ones included.
+
+    Spooled uploads live in anonymous temporary files (``O_TMPFILE``), which no
+    directory listing shows; the process's open descriptors do.
+    """
+    total = 0
+    prefix = str(root)
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix):
+                    total += os.stat(f"/proc/{pid}/fd/{fd}").st_size
+    return total
+
+
+def _upload_once(server: Server, path: str, size: int, tmp: Path) -> dict[str, Any]:
+    """One upload: MiB/s, the server's peak RSS growth, and its peak temp disk use."""
+    import httpx
+
+    peak_tmp = 0
+    stop = threading.Event()
+    pid = server.serving_pid
+    assert pid is not None
+
+    def watch_tmp() -> None:
+        nonlocal peak_tmp
+        while not stop.wait(0.02):
+            peak_tmp = max(peak_tmp, _temp_bytes(pid, tmp))
+
+    watcher = threading.Thread(target=watch_tmp, daemon=True)
+    watcher.start()
+    try:
+        with PeakRSS(pid) as rss:
+            started = time.perf_counter()
+            response = httpx.post(
+                server.url + path,
+                content=_upload_body(size),
+                headers={"Content-Type": f"multipart/form-data; boundary={_UPLOAD_BOUNDARY}"},
+                timeout=600,
+            )
+            elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+        watcher.join()
+    if response.status_code != 201:
+        raise RuntimeError(f"{path}: {response.status_code} {response.text[:200]}")
+    growth = rss.growth
+    return {
+        "mib_s": size / MiB / elapsed,
+        "rss_growth_mib": None if growth is None else growth / MiB,
+        "tmp_peak_mib": peak_tmp / MiB,
+    }
+
+
+def run_upload(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]]:
+    """An upload through ``receive_upload`` against ``request.form()`` + ``create``."""
+    raw: dict[str, Any] = {}
+    missing = _importable("python_multipart")
+    if missing:
+        raw["skipped"] = f"python-multipart does not import ({missing}): pip install -e '.[bench]'"
+        return [], raw
+    data = Path(tempfile.mkdtemp(prefix="depotx-bench-upload-"))
+    tmp = Path(tempfile.mkdtemp(prefix="depotx-bench-upload-tmp-"))
+    try:
+        port = free_port()
+        env = {
+            "BENCH_ROOT": str(data),
+            "TMPDIR": str(tmp),  # where request.form() spools: measured
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")])
+            ),
+        }
+        server = Server(
+            "upload",
+            _uvicorn("benchmarks.apps.upload_app:app", port),
+            port=port,
+            env=env,
+            log_dir=log_dir,
+        )
+        label = f"upload {settings.upload_size // MiB} MiB multipart, local"
+        with running([server]):
+            _log(f"{label}: streamed, spooled x {settings.rounds} rounds")
+            paths = {"streamed": "/streamed", "spooled": "/spooled"}
+            results = _interleave(
+                settings.rounds,
+                list(paths),
+                lambda name: _upload_once(server, paths[name], settings.upload_size, tmp),
+            )
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    ours = _median([run["mib_s"] for run in results["streamed"]])
+    theirs = _median([run["mib_s"] for run in results["spooled"]])
+    rss = max((run["rss_growth_mib"] or 0.0) for run in results["streamed"])
+    peer_rss = max((run["rss_growth_mib"] or 0.0) for run in results["spooled"])
+    tmp_ours = max(run["tmp_peak_mib"] for run in results["streamed"])
+    tmp_theirs = max(run["tmp_peak_mib"] for run in results["spooled"])
+    rows = [
+        _ratio_row(label, "MiB/s", ours, "request.form() + create", theirs, 1.0),
+        _limit_row(f"{label}: server RSS growth", "MiB", rss, 64, peer=f"spooled {peer_rss:.1f}"),
+        _limit_row(
+            f"{label}: temp disk used", "MiB", tmp_ours, 1, peer=f"spooled {tmp_theirs:.1f}"
+        ),
+    ]
+    return rows, {label: results}
+
+
 def run_lag(settings: Settings) -> tuple[list[Row], dict[str, Any]]:
     """Event-loop lag during a large upload plus many small create+get."""
     label = (
@@ -709,7 +836,7 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-GROUPS = ("http", "create", "lag", "s3")
+GROUPS = ("http", "create", "lag", "s3", "upload")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -747,6 +874,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 found, details = run_create(settings)
             elif group == "lag":
                 found, details = run_lag(settings)
+            elif group == "upload":
+                found, details = run_upload(settings, log_dir)
             else:
                 found, details = run_s3(settings, log_dir)
             rows += found

@@ -31,6 +31,7 @@ from .responses import StoredFileResponse
 from .storages.base import FileStorage
 from .storages.local import LocalFileStorage
 from .storages.memory import MemoryFileStorage
+from .uploads import ReceivedFile, ReceivedUpload, receive_upload
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,8 @@ __all__ = [
     "LocalFileStorage",
     "MemoryFileStorage",
     "MissingDependencyError",
+    "ReceivedFile",
+    "ReceivedUpload",
     "StorageManager",
     "StorageNotFoundError",
     "StoredFile",
@@ -55,4 +58,5 @@ __all__ = [
     "StoredFileResponse",
     "ValidationError",
     "__version__",
+    "receive_upload",
 ]

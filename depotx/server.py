@@ -21,8 +21,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -40,6 +38,7 @@ from ._exceptions import (
 from ._files import StoredFile
 from ._manager import DEFAULT_MOUNTPOINT, StorageManager
 from .middleware import DepotMiddleware
+from .uploads import receive_upload
 
 __all__ = ["create_app", "serve"]
 
@@ -52,10 +51,6 @@ _MULTIPART_SLACK = 64 * 1024
 PAGE_SIZE = 100
 #: Host names every ``depotx serve`` answers to, besides the one it is bound to.
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-class _TooLarge(Exception):
-    """The request body went past the upload limit while it was being read."""
 
 
 class _AccessLog:
@@ -172,26 +167,6 @@ async def _refuse(send: Send, status: int, message: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-def _limited(receive: Receive, limit: int) -> Receive:
-    """``receive`` that raises :class:`_TooLarge` once the body exceeds ``limit`` bytes.
-
-    Checked while the body streams in, so a client without ``Content-Length``
-    (chunked) cannot push more than ``limit`` bytes to the disk either.
-    """
-    received = 0
-
-    async def limited_receive() -> Message:
-        nonlocal received
-        message = await receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise _TooLarge
-        return message
-
-    return limited_receive
 
 
 def _too_large(limit: int) -> JSONResponse:
@@ -410,34 +385,23 @@ def create_app(
         return JSONResponse(result["files"], headers=headers)
 
     async def upload(request: Request) -> Response:
+        """Stream the file straight into the storage: no temporary file, each byte once."""
         if max_upload_size is not None:
-            body_limit = max_upload_size + _MULTIPART_SLACK
             declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > body_limit:
+            if declared.isdigit() and int(declared) > max_upload_size + _MULTIPART_SLACK:
                 return _too_large(max_upload_size)  # refused before reading a byte
-            request = Request(request.scope, _limited(request.receive, body_limit))
         storage = manager.get(storage_name)
         try:
-            async with request.form(max_files=1, max_fields=10) as form:
-                field = form.get("file")
-                if not isinstance(field, UploadFile):
-                    return JSONResponse(
-                        {"error": "send the file as multipart/form-data in a field named 'file'"},
-                        status_code=400,
-                    )
-                if max_upload_size is not None and (field.size or 0) > max_upload_size:
-                    return _too_large(max_upload_size)
-                file_id = await storage.create(field)
-        except _TooLarge:
-            assert max_upload_size is not None
-            return _too_large(max_upload_size)
-        except HTTPException as exc:  # malformed multipart, too many fields
-            return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+            received = await receive_upload(
+                request, storage, field="file", max_size=max_upload_size, max_fields=10
+            )
         except ClientDisconnect:
             # Nothing was stored; the client is not there to read an answer.
             logger.info("depotx: upload abandoned: the client disconnected")
             return Response(status_code=400)
         except ValidationError as exc:
+            if exc.rule == "max_size" and max_upload_size is not None:
+                return _too_large(max_upload_size)
             logger.warning("depotx: upload refused: %s", exc)
             return JSONResponse({"error": str(exc)}, status_code=400)
         except BackendError as exc:
@@ -447,6 +411,12 @@ def create_app(
             logger.error("depotx: upload failed (%d): %s", status, exc)  # noqa: TRY400
             message = "the storage is full" if full else "the storage failed to store the file"
             return JSONResponse({"error": message}, status_code=status)
+        if not received.files:
+            return JSONResponse(
+                {"error": "send the file as multipart/form-data in a field named 'file'"},
+                status_code=400,
+            )
+        file_id = received.file_ids[0]
         async with await storage.get(file_id) as stored:
             described = describe(request, stored)
         if request.query_params.get("next") == "page":
