@@ -1,8 +1,20 @@
-"""File id validation and generation, shared by every backend.
+"""File ids and keys: validation and generation, shared by every backend.
 
-Ids come from URLs and databases, so they are untrusted input. One strict check
-here means no backend has to think about traversal (``..``, ``/``), control
-characters or absurd lengths, and a hostile id is refused before any I/O.
+Ids come from URLs and databases, so they are untrusted input. One check here
+means no backend has to think about traversal, control characters or absurd
+lengths, and a hostile id is refused before any I/O.
+
+A file id is either generated (a uuid; GridFS makes ObjectIds) or a **key** the
+application chose, such as ``uploads/2026/report.pdf``. The rules for keys
+(docs/keys.md has them in one table):
+
+- UTF-8, 1 to 1,024 bytes in all (S3's limit);
+- segments separated by ``/``: no empty segment (so no leading, trailing or
+  doubled ``/``), no ``.`` or ``..`` segment, each segment at most 255 bytes;
+- no backslash, no control character (C0, C1, DEL), no bidirectional override
+  or isolate (they make a name display as another), no unpaired surrogate.
+
+Generated ids are keys too, so stores written by filedepot keep working.
 """
 
 from __future__ import annotations
@@ -14,45 +26,66 @@ import uuid
 from ._exceptions import InvalidFileIdError
 
 __all__ = [
-    "MAX_FILE_ID_LENGTH",
+    "MAX_FILE_ID_BYTES",
+    "MAX_SEGMENT_BYTES",
     "is_valid_file_id",
     "new_file_id",
     "split_path",
     "validate_file_id",
 ]
 
-#: Longer than any id a backend generates (uuid: 36, ObjectId: 24) and short
-#: enough to be a single path component on every filesystem.
-MAX_FILE_ID_LENGTH = 200
+#: The longest key, in UTF-8 bytes: S3's limit on object keys.
+MAX_FILE_ID_BYTES = 1024
+#: The longest segment of a key, in UTF-8 bytes: a file name on every filesystem.
+MAX_SEGMENT_BYTES = 255
 
-# A leading alphanumeric excludes "", ".", ".." and hidden-file tricks; the
-# rest of the alphabet excludes separators, whitespace and control characters.
-_FILE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Characters no key may hold: backslash, C0, DEL, C1, bidi controls, surrogates.
+_FORBIDDEN_RE = re.compile(
+    "[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def _problem(file_id: str) -> str | None:
+    """Why ``file_id`` is not a valid key, or ``None`` if it is one."""
+    if not file_id:
+        return "a file id cannot be empty"
+    found = _FORBIDDEN_RE.search(file_id)
+    if found is not None:
+        return (
+            f"malformed file id {file_id!r}: {found.group()!r} is not allowed (no backslash, "
+            "control or bidirectional-override characters)"
+        )
+    size = len(file_id.encode("utf-8"))
+    if size > MAX_FILE_ID_BYTES:
+        return f"file id is {size} bytes long; at most {MAX_FILE_ID_BYTES} are allowed"
+    for segment in file_id.split("/"):
+        if not segment:
+            return (
+                f"malformed file id {file_id!r}: empty segment (no leading, trailing or "
+                "doubled '/')"
+            )
+        if segment in (".", ".."):
+            return f"malformed file id {file_id!r}: '.' and '..' segments are not allowed"
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            return (
+                f"malformed file id {file_id!r}: a segment is longer than {MAX_SEGMENT_BYTES} bytes"
+            )
+    return None
 
 
 def is_valid_file_id(file_id: object) -> bool:
-    return (
-        isinstance(file_id, str)
-        and 0 < len(file_id) <= MAX_FILE_ID_LENGTH
-        and _FILE_ID_RE.fullmatch(file_id) is not None
-    )
+    return isinstance(file_id, str) and _problem(file_id) is None
 
 
 def validate_file_id(file_id: object) -> str:
-    """Return ``file_id`` unchanged, or raise :class:`InvalidFileIdError`."""
-    if is_valid_file_id(file_id):
-        return file_id  # type: ignore[return-value]
+    """Return ``file_id`` unchanged, or raise :class:`InvalidFileIdError` saying why."""
+    if isinstance(file_id, str):
+        problem = _problem(file_id)
+        if problem is None:
+            return file_id
+        raise InvalidFileIdError(problem)
     _refuse_coroutine(file_id, "a file id")
-    if not isinstance(file_id, str):
-        raise InvalidFileIdError(f"a file id must be a string, not {type(file_id).__name__}")
-    if len(file_id) > MAX_FILE_ID_LENGTH:
-        raise InvalidFileIdError(
-            f"file id is {len(file_id)} characters long; at most {MAX_FILE_ID_LENGTH} are allowed"
-        )
-    raise InvalidFileIdError(
-        f"malformed file id {file_id!r}: ids are letters, digits, '.', '_' and '-', "
-        "starting with a letter or digit"
-    )
+    raise InvalidFileIdError(f"a file id must be a string, not {type(file_id).__name__}")
 
 
 def _refuse_coroutine(value: object, what: str) -> None:
@@ -70,11 +103,15 @@ def new_file_id() -> str:
 
 
 def split_path(path: str) -> tuple[str, str]:
-    """Split ``"<storage>/<fileid>"`` into its parts, validating the file id."""
+    """Split ``"<storage>/<fileid>"`` at its first ``/``, validating the file id.
+
+    The id may hold ``/`` itself: ``"docs/uploads/2026/report.pdf"`` is the key
+    ``uploads/2026/report.pdf`` in storage ``docs``.
+    """
     _refuse_coroutine(path, "a '<storage>/<fileid>' path")
-    if not isinstance(path, str) or path.count("/") != 1:
+    if not isinstance(path, str) or "/" not in path:
         raise InvalidFileIdError(f"expected a path of the form '<storage>/<fileid>', got {path!r}")
-    storage, file_id = path.split("/")
+    storage, _, file_id = path.partition("/")
     if not storage:
         raise InvalidFileIdError(f"path {path!r} names no storage")
     return storage, validate_file_id(file_id)

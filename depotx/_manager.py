@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from ._config import build_storage, env_settings, options_under
 from ._exceptions import ConfigurationError, StorageNotFoundError
@@ -31,6 +32,17 @@ __all__ = ["DEFAULT_MOUNTPOINT", "DepotManager", "StorageManager"]
 logger = logging.getLogger("depotx")
 
 DEFAULT_MOUNTPOINT = "/depot"
+
+
+def url_quote(file_id: str) -> str:
+    """``file_id`` for a URL path: each segment percent-encoded, the ``/`` between kept.
+
+    Every valid key round-trips through an HTTP client: spaces, ``%``, ``?``,
+    ``#``, ``+`` and non-ASCII are escaped; generated ids come out unchanged.
+    """
+    return "/".join(quote(segment, safe="") for segment in file_id.split("/"))
+
+
 _MOUNTPOINT_KEY = "mountpoint"
 _SECRET_KEY = "secret_key"
 _ALIAS_OPTION = "alias"
@@ -284,7 +296,7 @@ class StorageManager:
             public = storage.public_url(file_id)  # validated by split_path and the storage
             if public:
                 return public
-            return f"{self._mountpoint}/{storage_name}/{file_id}"
+            return f"{self._mountpoint}/{storage_name}/{url_quote(file_id)}"
         seconds = (
             expires_in.total_seconds() if isinstance(expires_in, timedelta) else float(expires_in)
         )
@@ -301,7 +313,7 @@ class StorageManager:
         query = sign_file_query(
             self._keys, storage_name, file_id, expires=expires, download=download, filename=filename
         )
-        return f"{self._mountpoint}/{storage_name}/{file_id}?{query}"
+        return f"{self._mountpoint}/{storage_name}/{url_quote(file_id)}?{query}"
 
     @property
     def mountpoint(self) -> str:

@@ -113,14 +113,21 @@ def _path_for(manager: StorageManager, path: str) -> str:
 async def _put(manager: StorageManager, args: argparse.Namespace) -> int:
     storage_name = manager.resolve_alias(args.storage or manager.get_default())
     storage = manager.get(storage_name)
+    if args.id is not None and len(args.files) != 1:
+        raise ConfigurationError("--id names one file: give exactly one")
+    write = storage.put if args.force else None
     for name in args.files:
-        if name == "-":
-            file_id = await storage.create(
-                sys.stdin.buffer, args.filename or None, args.content_type
-            )
-        else:
-            with open(name, "rb") as source:
-                file_id = await storage.create(source, args.filename, args.content_type)
+        source: Any = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+        try:
+            if write is not None and args.id is not None:
+                file_id = await write(args.id, source, args.filename, args.content_type)
+            else:
+                file_id = await storage.create(
+                    source, args.filename, args.content_type, file_id=args.id
+                )
+        finally:
+            if source is not sys.stdin.buffer:
+                source.close()
         print(f"{storage_name}/{file_id}")
     return 0
 
@@ -170,13 +177,24 @@ async def _get(manager: StorageManager, args: argparse.Namespace) -> int:
 
 
 async def _ls(manager: StorageManager, args: argparse.Namespace) -> int:
-    storage_name = manager.resolve_alias(args.storage or manager.get_default())
+    target = args.storage or manager.get_default()
+    name, _, prefix = target.partition("/")
+    storage_name = manager.resolve_alias(name)
     storage = manager.get(storage_name)
-    async for file_id in storage.list():
+    delimiter = None if args.recursive else "/"
+    async for file_id in storage.list(prefix, delimiter=delimiter):
+        if file_id.endswith("/"):  # a folder of keys
+            print(f"{storage_name}/{file_id}")
+            continue
         if not args.long:
             print(f"{storage_name}/{file_id}")
             continue
-        async with await storage.get(file_id) as stored:
+        try:
+            stored = await storage.get(file_id)
+        except DepotError as exc:
+            print(f"depotx: skipping {storage_name}/{file_id}: {exc}", file=sys.stderr)
+            continue
+        async with stored:
             print(
                 f"{storage_name}/{file_id}\t{stored.content_length}\t"
                 f"{stored.last_modified.isoformat()}\t{stored.content_type}\t{stored.filename}"
@@ -308,6 +326,12 @@ def _parser() -> argparse.ArgumentParser:
     put.add_argument("--storage", help="storage or alias (default: the default storage)")
     put.add_argument("--filename", help="filename to record instead of the file's own")
     put.add_argument("--content-type", help="content type to record instead of detecting it")
+    put.add_argument(
+        "--id", metavar="KEY", help="store at this key (uploads/2026/report.pdf); fails if taken"
+    )
+    put.add_argument(
+        "--force", action="store_true", help="with --id: replace the file if the key is taken"
+    )
 
     get = commands.add_parser("get", help="write a stored file to standard output or a file")
     get.add_argument("path", help="storage/fileid (or a file id in the default storage)")
@@ -319,9 +343,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     get.add_argument("-f", "--force", action="store_true", help="overwrite an existing file")
 
-    ls = commands.add_parser("ls", help="list the files of a storage")
-    ls.add_argument("storage", nargs="?", help="storage or alias (default: the default storage)")
+    ls = commands.add_parser(
+        "ls", help="list the files of a storage, in order; STORAGE/PREFIX lists under a prefix"
+    )
+    ls.add_argument(
+        "storage",
+        nargs="?",
+        help="storage or alias, optionally with a key prefix: avatars/uploads/2026/ "
+        "(default: the default storage)",
+    )
     ls.add_argument("-l", "--long", action="store_true", help="size, date, type and filename")
+    ls.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="list every key below the prefix instead of showing folders once",
+    )
 
     info = commands.add_parser("info", help="print a stored file's metadata as JSON")
     info.add_argument("path", help="storage/fileid")

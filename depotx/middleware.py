@@ -154,7 +154,7 @@ class DepotMiddleware:
         # Under the mountpoint: ours, whatever it is.
         name, slash, file_id = path[len(mountpoint) + 1 :].partition("/")
         head = scope["method"] == "HEAD"
-        if not name or not slash or not file_id or "/" in file_id:
+        if not name or not slash or not file_id or not _canonical(scope, file_id):
             await send_plan(send, _http.error_plan(404, head=head))
             return
         await self._serve(scope, receive, send, name, file_id, head)
@@ -299,6 +299,19 @@ class DepotMiddleware:
             exc_info=exc,
         )
         await send_plan(send, _http.error_plan(status, head=head))
+
+
+def _canonical(scope: Scope, file_id: str) -> bool:
+    """Whether the request spelled the id one way only: no ``%2F`` standing for ``/``.
+
+    ``path`` is already decoded, so ``a%2Fb`` and ``a/b`` would both read as the
+    key ``a/b``; the raw path tells them apart. (Empty, ``.`` and ``..``
+    segments are refused by the id rules themselves.)
+    """
+    if "/" not in file_id:
+        return True
+    raw: bytes = scope.get("raw_path") or b""
+    return b"%2f" not in raw.lower()
 
 
 async def _send_redirect(send: Send, url: str) -> None:

@@ -46,19 +46,22 @@ PNG_1PX = bytes.fromhex(
     "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
 )
 
-#: Ids no storage may accept: empty, traversal, separators, control characters, too long.
+#: Ids no storage may accept: empty, traversal, empty segments, backslashes, control
+#: characters, too long (see the key rules in docs/keys.md).
 INVALID_FILE_IDS = [
     "",
     ".",
     "..",
     "../etc/passwd",
-    "a/b",
+    "a/../b",
+    "a/./b",
+    "a//b",
+    "a/",
     "a\\b",
     "/abs",
     "id\x00",
     "id\n",
-    " id",
-    "x" * 1000,
+    "x" * 1100,
 ]
 
 
@@ -612,3 +615,141 @@ class StorageContract:
         async with await storage.get(file_id) as stored:
             assert (stored.filename, await stored.read()) == ("keep.txt", b"precious")
         assert await _ids(storage) == {file_id}
+
+    # -- keys chosen by the application -------------------------------------------------
+
+    async def test_create_at_a_chosen_key_and_use_it_everywhere(self, storage: FileStorage) -> None:
+        key = "uploads/2026/report.pdf"
+        assert await storage.create(b"%PDF-1.4 v1", file_id=key) == key
+        assert await storage.exists(key)
+        async with await storage.get(key) as stored:
+            assert stored.file_id == key
+            assert (stored.filename, await stored.read()) == ("unnamed", b"%PDF-1.4 v1")
+        await storage.replace(key, b"%PDF-1.4 v2", "report.pdf")
+        assert await _content(storage, key) == b"%PDF-1.4 v2"
+        assert key in await _ids(storage)
+        await storage.delete(key)
+        assert not await storage.exists(key)
+        assert await _ids(storage) == set()
+
+    async def test_create_at_a_taken_key_raises_and_keeps_the_file(
+        self, storage: FileStorage
+    ) -> None:
+        await storage.create(b"first", "first.txt", file_id="docs/a.txt")
+        with pytest.raises(StoredFileExistsError):
+            await storage.create(b"second", file_id="docs/a.txt")
+        async with await storage.get("docs/a.txt") as stored:
+            assert (stored.filename, await stored.read()) == ("first.txt", b"first")
+
+    async def test_concurrent_creates_of_one_key_exactly_one_wins(
+        self, storage: FileStorage
+    ) -> None:
+        contents = [bytes([n]) * (1000 + n) for n in range(50)]
+        results = await asyncio.gather(
+            *(storage.create(data, f"v{n}", file_id="race/key") for n, data in enumerate(contents)),
+            return_exceptions=True,
+        )
+        winners = [n for n, result in enumerate(results) if result == "race/key"]
+        assert len(winners) == 1, f"{len(winners)} creates won"
+        assert all(
+            isinstance(result, StoredFileExistsError)
+            for n, result in enumerate(results)
+            if n != winners[0]
+        ), [type(r).__name__ for r in results]
+        async with await storage.get("race/key") as stored:
+            assert stored.filename == f"v{winners[0]}"
+            assert await stored.read() == contents[winners[0]]
+
+    async def test_put_creates_then_replaces(self, storage: FileStorage) -> None:
+        assert await storage.put("notes/today.txt", b"one", "a.txt") == "notes/today.txt"
+        assert await _content(storage, "notes/today.txt") == b"one"
+        await storage.put("notes/today.txt", b"two", "b.txt")
+        async with await storage.get("notes/today.txt") as stored:
+            assert (stored.filename, await stored.read()) == ("b.txt", b"two")
+        assert await _ids(storage) == {"notes/today.txt"}
+
+    async def test_keys_that_look_like_the_storages_own_names_coexist(
+        self, storage: FileStorage
+    ) -> None:
+        keys = ["a", "a/b", "a/file", "a/metadata.json", "a/depotx.json", "a/.lock", "a/b/c"]
+        for key in keys:
+            await storage.create(key.encode(), file_id=key)
+        for key in keys:
+            assert await _content(storage, key) == key.encode(), key
+        await storage.delete("a")
+        assert await _content(storage, "a/file") == b"a/file"
+        assert not await storage.exists("a")
+        assert [i async for i in storage.list()] == sorted(set(keys) - {"a"})
+
+    async def test_prefix_listing_is_ordered_and_resumable(self, storage: FileStorage) -> None:
+        keys = [
+            "b",
+            "a/x",
+            "a-c",
+            "a0",
+            "a/y/z",
+            "a",
+            "ab",
+            "uploads/2026/02/b.txt",
+            "uploads/2026/01/a.txt",
+            "uploads/2025/x.txt",
+            "été",
+            "Z",
+        ]
+        for key in keys:
+            await storage.create(b"x", file_id=key)
+        everything = [i async for i in storage.list()]
+        assert everything == sorted(keys), "code point order"
+        assert [i async for i in storage.list("uploads/2026/")] == [
+            "uploads/2026/01/a.txt",
+            "uploads/2026/02/b.txt",
+        ]
+        assert [i async for i in storage.list("a")] == sorted(k for k in keys if k[0] == "a")
+        # Resuming after the last id seen gives the rest, nothing twice.
+        first = everything[:4]
+        rest = [i async for i in storage.list(start_after=first[-1])]
+        assert first + rest == everything
+        # Folders, once each, in their place.
+        assert [i async for i in storage.list(delimiter="/")] == [
+            "Z",
+            "a",
+            "a-c",
+            "a/",
+            "a0",
+            "ab",
+            "b",
+            "uploads/",
+            "été",
+        ]
+        assert [i async for i in storage.list("uploads/", delimiter="/")] == [
+            "uploads/2025/",
+            "uploads/2026/",
+        ]
+        after_folder = [i async for i in storage.list(start_after="a/", delimiter="/")]
+        assert after_folder[0] == "a0", "resuming after a folder skips what is in it"
+
+    async def test_long_and_unicode_keys(self, storage: FileStorage) -> None:
+        budget = storage.max_id_bytes
+        segment = "s" * 200
+        parts = [segment] * (budget // 201)
+        tail = budget - len("/".join(parts).encode()) - 1
+        key = "/".join([*parts, "t" * tail]) if tail > 0 else "/".join(parts)
+        assert len(key.encode()) in (budget, budget - 1)
+        await storage.create(b"long", file_id=key)
+        assert await _content(storage, key) == b"long"
+        with pytest.raises(InvalidFileIdError):
+            await storage.create(b"too long", file_id=key + "/more")
+        unicode_key = "фото/été 2026/ü ✓ 100%?#+.txt"
+        await storage.create(b"unicode", file_id=unicode_key)
+        assert await _content(storage, unicode_key) == b"unicode"
+        assert {key, unicode_key} <= await _ids(storage)
+
+    @pytest.mark.parametrize("bad_key", ["a//b", "/a", "a/", "a/../b", "a\\b"])
+    async def test_malformed_keys_are_refused_before_any_io(
+        self, storage: FileStorage, bad_key: str
+    ) -> None:
+        with pytest.raises(InvalidFileIdError):
+            await storage.create(b"x", file_id=bad_key)
+        with pytest.raises(InvalidFileIdError):
+            await storage.put(bad_key, b"x")
+        assert await _ids(storage) == set()

@@ -171,7 +171,7 @@ def test_cleanup_removes_stale_leftovers(
     import time
 
     monkeypatch.chdir(tmp_path)
-    stale = tmp_path / "depot-files" / ".depotx-staging" / "killed-upload"
+    stale = tmp_path / "depot-files" / "\\depotx-staging" / "killed-upload"
     stale.mkdir(parents=True)
     (stale / "file").write_bytes(b"half")
     old = time.time() - 7200
@@ -282,3 +282,30 @@ def test_help_is_plain_text_and_serve_shows_defaults(
     assert "(default: 127.0.0.1)" in serve_help
     assert "(default: 8000)" in serve_help
     assert "no authentication" in serve_help
+
+
+def test_keys_from_the_shell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "r.txt"
+    source.write_bytes(b"report")
+    for key in ("uploads/2026/a.txt", "uploads/2026/b.txt", "uploads/2025/c.txt", "top.txt"):
+        code, out, _ = _run(capsys, "put", str(source), "--id", key)
+        assert (code, out) == (0, f"default/{key}\n")
+    code, _, err = _run(capsys, "put", str(source), "--id", "top.txt")
+    assert code == 1
+    assert "already exists" in err
+    source.write_bytes(b"replaced")
+    assert _run(capsys, "put", str(source), "--id", "top.txt", "--force")[0] == 0
+    code, out, _ = _run(capsys, "ls")
+    assert out.splitlines() == ["default/top.txt", "default/uploads/"]
+    code, out, _ = _run(capsys, "ls", "default/uploads/")
+    assert out.splitlines() == ["default/uploads/2025/", "default/uploads/2026/"]
+    code, out, _ = _run(capsys, "ls", "-r", "default/uploads/2026/")
+    assert out.splitlines() == ["default/uploads/2026/a.txt", "default/uploads/2026/b.txt"]
+    code, out, _ = _run(capsys, "get", "default/top.txt")
+    assert out == "replaced"
+    assert _run(capsys, "rm", "default/uploads/2026/a.txt")[0] == 0
+    code, out, _ = _run(capsys, "ls", "-r", "default/uploads/")
+    assert out.splitlines() == ["default/uploads/2025/c.txt", "default/uploads/2026/b.txt"]

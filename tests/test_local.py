@@ -524,7 +524,7 @@ async def test_a_killed_writer_leaves_a_leftover_that_cleanup_removes(
     writer.kill()  # SIGKILL: no cleanup of any kind runs
     await writer.wait()
 
-    staged = list((store_path / ".depotx-staging").iterdir())
+    staged = list((store_path / "\\depotx-staging").iterdir())
     assert len(staged) == 1
     assert (staged[0] / "file").stat().st_size >= 4 << 20
     storage = LocalFileStorage(store_path)
@@ -536,9 +536,9 @@ async def test_a_killed_writer_leaves_a_leftover_that_cleanup_removes(
     old = time.time() - 2 * 86400
     os.utime(staged[0], (old, old))
     assert await storage.cleanup() == 1
-    assert not (store_path / ".depotx-staging").exists()
+    assert not (store_path / "\\depotx-staging").exists()
     # ... and by the first write of a storage, which sweeps the staging area.
-    leftover = store_path / ".depotx-staging" / "crashed"
+    leftover = store_path / "\\depotx-staging" / "crashed"
     leftover.mkdir(parents=True)
     os.utime(leftover, (old, old))
     fresh = LocalFileStorage(store_path)
@@ -554,7 +554,7 @@ async def test_cleanup_removes_depotx_01_temporaries_and_old_trash(
     file_id = await storage.create(b"kept")
     legacy = store_path / file_id / ".file.0123abcd.tmp"
     legacy.write_bytes(b"half an upload")
-    trash = store_path / ".deleted-x-1234"
+    trash = store_path / "\\deleted-x-1234"
     trash.mkdir()
     (trash / "file").write_bytes(b"deleted")
     old = time.time() - 3600
@@ -697,3 +697,27 @@ async def test_relative_storage_path_is_fixed_at_configuration(
     monkeypatch.chdir(elsewhere)
     assert await _read(storage, file_id) == ("unnamed", b"here")
     assert not (elsewhere / "files").exists()
+
+
+async def test_key_layout_on_disk(
+    storage: LocalFileStorage, store_path: Path, tmp_path: Path
+) -> None:
+    await storage.create(b"a", file_id="a")
+    await storage.create(b"a/file", file_id="a/file")
+    await storage.create(b"deep", file_id="a/b/c.pdf")
+    assert (store_path / "a" / "file").read_bytes() == b"a"  # filedepot's layout
+    assert (store_path / "a\\" / "file" / "file").read_bytes() == b"a/file"
+    assert (store_path / "a\\" / "b\\" / "c.pdf" / "file").read_bytes() == b"deep"
+    # A link planted among the prefix folders is never followed.
+    outside = tmp_path / "outside"
+    (outside / "x").mkdir(parents=True)
+    (outside / "x" / "file").write_bytes(b"secret")
+    (outside / "x" / "metadata.json").write_text("{}")
+    (store_path / "evil\\").symlink_to(outside)
+    with pytest.raises(BackendError, match="symbolic link"):
+        await storage.get("evil/x")
+    assert "evil/x" not in {i async for i in storage.list()}
+    # Deleting the last key under a prefix removes the prefix folders it leaves empty.
+    await storage.delete("a/b/c.pdf")
+    assert not (store_path / "a\\" / "b\\").exists()
+    assert (store_path / "a\\").exists()  # still holds a/file

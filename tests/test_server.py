@@ -472,3 +472,37 @@ def test_stalled_downloads_hold_little_memory(server: Server, big_file: dict[str
     )
     assert per_client < 640 * 1024  # 1 MiB chunks: 3.1 MiB each
     assert httpx.get(server.url + "/files", timeout=10).status_code == 200
+
+
+async def test_keys_round_trip_through_a_real_http_client(server: Server) -> None:
+    """Every valid key, percent-encoded by url_for, reaches the same file over real HTTP."""
+    from depotx import LocalFileStorage
+
+    manager = StorageManager()
+    storage = manager.register("default", LocalFileStorage(server.root))
+    keys = [
+        "uploads/2026/report.pdf",
+        "with space/and%percent/q?mark#hash+plus&amp=.txt",
+        "фото/été ✓.txt",
+        "/".join(["k" * 200] * 4) + "/" + "end" * 60,  # ~1,000 bytes
+    ]
+    for key in keys:
+        await storage.create(key.encode(), "f.txt", "text/plain", file_id=key)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        for key in keys:
+            response = await client.get(manager.url_for(f"default/{key}"))
+            assert response.status_code == 200, key
+            assert response.content == key.encode()
+            ranged = await client.get(
+                manager.url_for(f"default/{key}"), headers={"Range": "bytes=0-1"}
+            )
+            assert ranged.status_code == 206
+        # Other spellings of a key are not the key.
+        for odd in (
+            "/depot/default/uploads//2026/report.pdf",
+            "/depot/default/uploads%2F2026%2Freport.pdf",
+        ):  # ("./" never reaches a server: clients remove dot segments; the id rules refuse it)
+            assert (await client.get(odd)).status_code == 404, odd
+    for key in keys:
+        await storage.delete(key)
+    await storage.aclose()

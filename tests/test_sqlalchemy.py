@@ -88,7 +88,7 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 async def exists(path: str) -> bool:
-    storage_name, file_id = path.split("/")
+    storage_name, file_id = path.split("/", 1)
     return await MANAGER.get(storage_name).exists(file_id)
 
 
@@ -669,3 +669,22 @@ async def test_fastapi_example_upload_list_download(
             assert (await client.delete(f"/documents/{body['id']}")).status_code == 204
             assert (await client.get(body["url"])).status_code == 404  # deleted after commit
             assert (await client.get("/documents")).json() == []
+
+
+async def test_shared_unicode_keys_are_recognised(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    storage = MANAGER.get("docs")
+    key = "rapports/été 2026.pdf"
+    await storage.create(b"%PDF-1.4 shared", "r.pdf", file_id=key)
+    async with sessions() as session:
+        b = Document(title="b", file=f"docs/{key}")
+        c = Document(title="c", file=f"docs/{key}")
+        session.add_all([b, c])
+        await session.commit()
+        await session.delete(c)
+        await session.commit()
+        assert await exists(f"docs/{key}"), "b still references it"
+        await session.delete(b)
+        await session.commit()
+        assert not await exists(f"docs/{key}")

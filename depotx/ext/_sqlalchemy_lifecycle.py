@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import json
 import logging
 import weakref
 from collections.abc import Coroutine, Iterable
@@ -222,15 +223,26 @@ def _referenced_elsewhere(session: Session, obj: object, path: str) -> bool:
     only keep a file alive (``delete_orphans`` sweeps it later), never delete
     one that is still used.
     """
-    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pattern = f'%"{escaped}"%'
+    # As JSON text the path may be stored escaped (\\u00e9, \\/) or not (PostgreSQL's
+    # jsonb): both spellings are looked for.
+    spellings = {json.dumps(path), json.dumps(path, ensure_ascii=False)}
+    patterns = [
+        "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        for text in spellings
+    ]
     own = inspect(obj)
     for mapper in own.mapper.registry.mappers:
         columns = _file_columns(mapper)
         if not columns:
             continue
         table_columns = [getattr(mapper.class_, column.key) for column in columns]
-        matches = or_(*(cast(c, String).like(pattern, escape="\\") for c in table_columns))
+        matches = or_(
+            *(
+                cast(c, String).like(pattern, escape="\\")
+                for c in table_columns
+                for pattern in patterns
+            )
+        )
         condition = matches
         if mapper.local_table is own.mapper.local_table and own.identity is not None:
             this_row = and_(

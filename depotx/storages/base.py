@@ -22,9 +22,16 @@ from typing import Any, Literal, TypeVar
 from .._content import Upload, prepare_upload
 from .._exceptions import BackendError, DepotError, StoredFileNotFoundError
 from .._files import StoredFile
-from .._ids import new_file_id, validate_file_id
+from .._ids import MAX_FILE_ID_BYTES, new_file_id, validate_file_id
 
-__all__ = ["DEFAULT_TEMP_MAX_AGE", "FileStorage", "WriteMode", "commit_or_cancel", "utcnow"]
+__all__ = [
+    "DEFAULT_TEMP_MAX_AGE",
+    "FileStorage",
+    "WriteMode",
+    "commit_or_cancel",
+    "fold_listing",
+    "utcnow",
+]
 
 _T = TypeVar("_T")
 
@@ -41,6 +48,34 @@ DEFAULT_TEMP_MAX_AGE = timedelta(days=1)
 def utcnow() -> datetime:
     """Now, timezone-aware, truncated to whole seconds as HTTP dates and filedepot are."""
     return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+async def fold_listing(
+    ids: AsyncIterator[str], prefix: str, start_after: str | None, delimiter: str | None
+) -> AsyncIterator[str]:
+    """Apply ``list()``'s rules to ids already in code point order, all under ``prefix``.
+
+    One implementation for every backend: skip what is not after ``start_after``
+    (and, when it names a folder, everything in that folder, so a listing
+    resumed after a folder does not yield it again); with a delimiter, yield
+    each folder once in place of its ids.
+    """
+    skip_folder = start_after if start_after is not None and start_after.endswith("/") else None
+    last_folder: str | None = None
+    async for file_id in ids:
+        if start_after is not None and file_id <= start_after:
+            continue
+        if skip_folder is not None and file_id.startswith(skip_folder):
+            continue
+        if delimiter is not None:
+            cut = file_id.find(delimiter, len(prefix))
+            if cut >= 0:
+                folder = file_id[: cut + 1]
+                if folder != last_folder:
+                    last_folder = folder
+                    yield folder
+                continue
+        yield file_id
 
 
 async def commit_or_cancel(step: Awaitable[_T]) -> _T:
@@ -139,8 +174,17 @@ class FileStorage(abc.ABC):
         """Whether ``file_id`` names a complete, readable file."""
 
     @abc.abstractmethod
-    def _list(self) -> AsyncIterator[str]:
-        """Yield the id of every complete file once; never a temporary of a write."""
+    def _list(
+        self, prefix: str, start_after: str | None, delimiter: str | None
+    ) -> AsyncIterator[str]:
+        """Yield the ids of the complete files under ``prefix``, in code point order.
+
+        Every id starting with ``prefix`` and greater than ``start_after`` (when
+        given), each once, never a temporary of a write, in lexicographic order of
+        code points (UTF-8 byte order), streamed. With ``delimiter`` (``"/"``), an
+        id with a ``/`` after the prefix is folded into its "folder", the prefix up
+        to and including that ``/``, yielded once in its place in the order.
+        """
 
     async def _cleanup(self, older_than: timedelta) -> int:
         """Remove what crashed writes left behind that is older than ``older_than``.
@@ -199,6 +243,11 @@ class FileStorage(abc.ABC):
         """
         return validate_file_id(file_id)
 
+    @property
+    def max_id_bytes(self) -> int:
+        """The longest id this storage holds, in UTF-8 bytes (S3: less its key prefix)."""
+        return MAX_FILE_ID_BYTES
+
     def _file_id_of(self, file_or_id: StoredFile | str) -> str:
         file_id = file_or_id.file_id if isinstance(file_or_id, StoredFile) else file_or_id
         return self._validate_id(file_id)
@@ -242,19 +291,45 @@ class FileStorage(abc.ABC):
         content_type: str | None = None,
         *,
         metadata: Mapping[str, str] | None = None,
+        file_id: str | None = None,
     ) -> str:
         """Store ``content`` as a new file and return its id.
 
         ``content`` may be bytes, a binary or async file, an async iterator of
         bytes, an ``UploadFile``, a :class:`~depotx.FileIntent` or a
         :class:`~depotx.StoredFile` (a copy from any storage). It is streamed;
-        nothing becomes visible unless the whole content was written. A new id
-        that is somehow taken already (a colliding ``_new_id``) raises
-        :class:`~depotx.StoredFileExistsError` and leaves the existing file alone.
+        nothing becomes visible unless the whole content was written.
+
+        ``file_id`` chooses the id, a key such as ``"uploads/2026/report.pdf"``
+        (see :mod:`depotx._ids` for the rules); otherwise one is generated. The
+        create is create-only and atomic: if the id is taken,
+        :class:`~depotx.StoredFileExistsError` is raised and the existing file is
+        left alone; of concurrent creates of one id exactly one wins.
         """
+        file_id = self._new_id() if file_id is None else self._validate_id(file_id)
         upload = await prepare_upload(content, filename, content_type, metadata)
-        file_id = self._new_id()
         await self._write(file_id, upload, mode="create")
+        return file_id
+
+    async def put(
+        self,
+        file_id: str,
+        content: Any,
+        filename: str | None = None,
+        content_type: str | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """Store ``content`` at ``file_id``: create it if absent, else replace it.
+
+        The "write at this path" call. An existing file is replaced with the
+        guarantees of :meth:`replace` (readers see one version; a failure keeps
+        the old one), except that an omitted ``filename`` is the new content's
+        own, not the old file's. Returns ``file_id``.
+        """
+        file_id = self._validate_id(file_id)
+        upload = await prepare_upload(content, filename, content_type, metadata)
+        await self._write(file_id, upload, mode="put")
         return file_id
 
     async def replace(
@@ -336,10 +411,24 @@ class FileStorage(abc.ABC):
         with self._translating("exists", file_id):
             return await self._exists(file_id)
 
-    async def list(self) -> AsyncIterator[str]:
-        """Iterate over the ids of every file in the storage (order unspecified)."""
+    async def list(
+        self, prefix: str = "", *, start_after: str | None = None, delimiter: str | None = None
+    ) -> AsyncIterator[str]:
+        """Iterate over the ids of the files under ``prefix``, in code point order.
+
+        Streamed, so it suits millions of files; ``start_after=<the last id seen>``
+        resumes a listing where it stopped. ``delimiter="/"`` yields each "folder"
+        below the prefix once (``"uploads/2026/"``, always ending with ``/``)
+        instead of every id in it, for file-browser pages.
+        """
+        if not isinstance(prefix, str) or (
+            start_after is not None and not isinstance(start_after, str)
+        ):
+            raise TypeError("prefix and start_after are strings")
+        if delimiter not in (None, "/"):
+            raise ValueError(f"the only delimiter is '/', not {delimiter!r}")
         with self._translating("list", None):
-            async for file_id in self._list():
+            async for file_id in self._list(prefix, start_after, delimiter):
                 yield file_id
 
     async def cleanup(self, older_than: timedelta | float | None = None) -> int:

@@ -55,7 +55,6 @@ from .._exceptions import (
     BackendError,
     ConfigurationError,
     DepotError,
-    InvalidFileIdError,
     MissingDependencyError,
     StoredFileChangedError,
     StoredFileExistsError,
@@ -68,7 +67,8 @@ from .._formats import (
     format_filedepot_time,
     parse_filedepot_time,
 )
-from .base import FileStorage, WriteMode, commit_or_cancel, utcnow
+from .._ids import is_valid_file_id
+from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing, utcnow
 
 try:
     from . import _mongo
@@ -94,8 +94,18 @@ _SWAP_ATTEMPTS = 20
 
 
 def _object_id(file_id: str) -> Any:
-    """The ObjectId of an id that ``GridFSStorage._validate_id`` accepted."""
-    return _mongo.ObjectId(file_id)
+    """The ``_id`` of a file: an ObjectId for generated ids (filedepot's), else the key.
+
+    A chosen key is stored as a string ``_id``, so lookups use the ``_id`` index.
+    """
+    if _OBJECT_ID_RE.fullmatch(file_id):
+        return _mongo.ObjectId(file_id)
+    return file_id
+
+
+async def _iterate(ids: list[str]) -> AsyncIterator[str]:
+    for file_id in ids:
+        yield file_id
 
 
 def _millis(value: object) -> int | None:
@@ -394,20 +404,6 @@ class GridFSStorage(FileStorage):
     def _new_id(self) -> str:
         return str(_mongo.ObjectId())
 
-    def _validate_id(self, file_id: object) -> str:
-        """Only 24 lowercase hex digits (an ObjectId), checked before any I/O.
-
-        One spelling per id (``str(ObjectId())``, what filedepot returns) keeps URLs
-        and caches from holding the same file under two names.
-        """
-        checked = super()._validate_id(file_id)
-        if not _OBJECT_ID_RE.fullmatch(checked):
-            raise InvalidFileIdError(
-                f"malformed GridFS file id {checked!r}: "
-                "expected an ObjectId, 24 lowercase hex digits"
-            )
-        return checked
-
     def _stored_file(self, doc: Mapping[str, Any]) -> GridFSStoredFile:
         version, legacy = _version_of(doc)
         stored = GridFSStoredFile(
@@ -603,7 +599,7 @@ class GridFSStorage(FileStorage):
     async def _ids(
         self, query: Mapping[str, Any], *, newest_first: bool = False
     ) -> AsyncIterator[str]:
-        """Ids of files matching ``query``; non-ObjectId ``_id``s (other tools) are skipped."""
+        """Ids of files matching ``query``: ObjectIds (generated) and string keys."""
         with self._translating("list", None):
             files, _ = await self._collections()
             cursor = files.find(dict(query), {"_id": 1})
@@ -611,14 +607,22 @@ class GridFSStorage(FileStorage):
                 cursor = cursor.sort("uploadDate", -1)
             try:
                 async for doc in cursor:
-                    if isinstance(doc["_id"], _mongo.ObjectId):
-                        yield str(doc["_id"])
+                    file_id = doc["_id"]
+                    if isinstance(file_id, _mongo.ObjectId):
+                        yield str(file_id)
+                    elif isinstance(file_id, str) and is_valid_file_id(file_id):
+                        yield file_id
             finally:
                 await _mongo.close_cursor(cursor)
 
-    def _list(self) -> AsyncIterator[str]:
-        # Every file, one id each: filedepot's list() collapses files sharing a filename.
-        return self._ids({})
+    async def _list(
+        self, prefix: str, start_after: str | None, delimiter: str | None
+    ) -> AsyncIterator[str]:
+        # ObjectIds and strings do not sort together in MongoDB (and ObjectIds
+        # sort as bytes, not as their hex): the ids are sorted here, in memory.
+        ids = sorted([file_id async for file_id in self._ids({}) if file_id.startswith(prefix)])
+        async for file_id in fold_listing(_iterate(ids), prefix, start_after, delimiter):
+            yield file_id
 
     # -- GridFS-specific lookups ------------------------------------------------
 

@@ -10,7 +10,7 @@ filedepot refuses unknown keys in ``metadata.json``, so what only depotx needs
 How writes stay atomic and races stay harmless:
 
 - A write first builds a complete folder (content, both metadata files, a
-  ``.lock``) in the staging area ``.depotx-staging/<token>``, synced to disk
+  ``.lock``) in the staging area ``\\depotx-staging/<token>``, synced to disk
   (``fsync``). A *create* then renames that folder to ``<id>`` in one step: the
   rename fails if the id is taken, so of many creates of one id exactly one
   wins. A *replace* renames the three files into the live folder.
@@ -27,7 +27,7 @@ How writes stay atomic and races stay harmless:
   ``list`` and ``get``; :meth:`~LocalFileStorage.cleanup` (run once at the first
   write, and by ``depotx cleanup``) removes those older than ``temp_max_age``.
 
-The staging area and deleted folders (``.deleted-*``) exist only while writes
+The staging area and deleted folders (``\\deleted-*``) exist only while writes
 and deletes run; their names are not valid ids, so ``list`` never shows them.
 POSIX only (Linux, macOS, the BSDs): it relies on ``flock``, ``pread`` and
 directory descriptors. Blocking work runs in worker threads, batched so each
@@ -74,7 +74,14 @@ from .._formats import (
     parse_filedepot_time,
 )
 from .._ids import is_valid_file_id
-from .base import DEFAULT_TEMP_MAX_AGE, FileStorage, WriteMode, commit_or_cancel, utcnow
+from .base import (
+    DEFAULT_TEMP_MAX_AGE,
+    FileStorage,
+    WriteMode,
+    commit_or_cancel,
+    fold_listing,
+    utcnow,
+)
 
 if sys.platform != "win32":
     import fcntl
@@ -89,10 +96,16 @@ CONTENT = "file"
 METADATA = "metadata.json"
 EXTRA = "depotx.json"
 LOCK = ".lock"
+# Keys may hold any character but "\\" (see depotx._ids), so names with a
+# backslash are ours alone: a key "a/b" lives in "a\\/b" (the "a\\" folder holds
+# the keys under "a/", next to the folder of the key "a" itself), and the
+# storage's own areas start with one.
+#: Marks a folder holding the keys under a prefix: ``uploads\\`` for ``uploads/``.
+PREFIX_MARK = "\\"
 #: Where writes are built before they are renamed into place.
-STAGING = ".depotx-staging"
+STAGING = "\\depotx-staging"
 #: Prefix of folders renamed away by a delete, removed right after.
-TRASH = ".deleted-"
+TRASH = "\\deleted-"
 # Temporaries of depotx 0.1, which wrote them inside each file's folder.
 _LEGACY_TEMP_PREFIXES = (f".{CONTENT}.", f".{METADATA}.", f".{EXTRA}.")
 # Below this size hashing in the event loop is cheaper than a thread hop.
@@ -335,6 +348,13 @@ class LocalStoredFile(StoredFile):
         self._fileobj.close()
 
 
+async def _batches(storage: LocalFileStorage, names: Iterator[str]) -> AsyncIterator[str]:
+    """The walk's names, checked and read in batches of 1,000 per thread hop."""
+    while batch := await storage._run(storage._list_batch, names, 1000):
+        for name in batch:
+            yield name
+
+
 def _close_unclaimed(future: asyncio.Future[tuple[LocalStoredFile, _Cached]]) -> None:
     if not future.cancelled() and future.exception() is None:
         future.result()[0].close_now()
@@ -455,7 +475,11 @@ class LocalFileStorage(FileStorage):
             executor.shutdown(wait=False)
 
     def _folder(self, file_id: str) -> str:
-        return self._root + file_id  # ids are validated: never a separator or ".."
+        """The folder of ``file_id``: its segments, the leading ones as prefix folders."""
+        if "/" not in file_id:  # generated ids and one-segment keys: filedepot's layout
+            return self._root + file_id
+        *parents, last = file_id.split("/")
+        return self._root + "".join(part + PREFIX_MARK + os.sep for part in parents) + last
 
     def _corrupt(self, file_id: str, name: str, reason: object) -> BackendError:
         path = os.path.join(self._folder(file_id), name)
@@ -463,9 +487,38 @@ class LocalFileStorage(FileStorage):
 
     # -- reading -----------------------------------------------------------------
 
+    def _open_key_folder(self, file_id: str) -> int:
+        """A descriptor of ``file_id``'s folder, opened one component at a time.
+
+        No component is followed through a symbolic link, prefix folders
+        included, so a link planted anywhere below the root leads nowhere.
+        """
+        if "/" not in file_id:
+            return _open_folder(self._folder(file_id))
+        relative = self._folder(file_id)[len(self._root) :]
+        fd = _open_folder(self.storage_path)
+        try:
+            for component in relative.split(os.sep):
+                try:
+                    inner = os.open(component, _DIR_FLAGS, dir_fd=fd)
+                except NotADirectoryError as exc:
+                    # Linux answers ENOTDIR for a link when O_DIRECTORY and O_NOFOLLOW meet.
+                    mode = os.stat(component, dir_fd=fd, follow_symlinks=False).st_mode
+                    if stat_module.S_ISLNK(mode):
+                        raise _LinkRefused(os.path.join(self.storage_path, relative)) from exc
+                    raise FileNotFoundError(errno.ENOENT, "not a folder", component) from exc
+                except OSError as exc:
+                    raise _nofollow_error(exc, os.path.join(self.storage_path, relative)) from exc
+                os.close(fd)
+                fd = inner
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     def _open(self, file_id: str) -> tuple[LocalStoredFile, _Cached]:
         try:
-            folder_fd = _open_folder(self._folder(file_id))
+            folder_fd = self._open_key_folder(file_id)
         except FileNotFoundError as exc:
             raise StoredFileNotFoundError(file_id, self.name) from exc
         name = METADATA
@@ -597,7 +650,7 @@ class LocalFileStorage(FileStorage):
         interrupted write of another tool, consistently absent.
         """
         try:
-            folder_fd = _open_folder(self._folder(file_id))
+            folder_fd = self._open_key_folder(file_id)
         except (FileNotFoundError, _LinkRefused):
             return False
         try:
@@ -619,36 +672,76 @@ class LocalFileStorage(FileStorage):
     async def _exists(self, file_id: str) -> bool:
         return await self._run(self._state, file_id) is not False
 
-    def _list_batch(self, entries: Iterator[os.DirEntry[str]], size: int) -> list[str]:
+    def _ordered(self, prefix: str, delimiter: str | None) -> Iterator[str]:
+        """Ids (and, with a delimiter, folders) under ``prefix``, in code point order.
+
+        Walks from the deepest prefix folder the prefix names. Each folder's names
+        are sorted by the ids they stand for: a key's folder ``x`` for ``…x``, a
+        prefix folder ``x\\`` for ``…x/``, so ``a-b`` < ``a/…`` < ``a0``.
+        """
+        *parents, partial = prefix.split("/")
+        start = self._root + "".join(part + PREFIX_MARK + os.sep for part in parents)
+        yield from self._walk(start, "".join(part + "/" for part in parents), partial, delimiter)
+
+    def _walk(
+        self, directory: str, logical: str, partial: str, delimiter: str | None
+    ) -> Iterator[str]:
+        try:
+            with os.scandir(directory) as entries:
+                found = []
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith(PREFIX_MARK):
+                        continue  # the storage's own: staging, trash
+                    if name.endswith(PREFIX_MARK):
+                        segment = name[: -len(PREFIX_MARK)]
+                        if segment.startswith(partial) and entry.is_dir(follow_symlinks=False):
+                            found.append((logical + segment + "/", entry.path))
+                    elif name.startswith(partial) and PREFIX_MARK not in name:
+                        found.append((logical + name, ""))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        found.sort()
+        for name, subfolder in found:
+            if not subfolder:
+                if is_valid_file_id(name):
+                    yield name
+            elif delimiter is not None:
+                yield name  # a folder, once; ends with "/", so never taken for an id
+            else:
+                yield from self._walk(subfolder, name, "", None)
+
+    def _list_batch(self, names: Iterator[str], size: int) -> list[str]:
         batch: list[str] = []
-        for entry in entries:
-            if not is_valid_file_id(entry.name):
-                continue
-            state = self._state(entry.name)
-            if state is None:
-                if entry.name not in self._corrupt_logged and len(self._corrupt_logged) < 10_000:
-                    self._corrupt_logged.add(entry.name)
-                    logger.warning(
-                        "depotx: %s: skipping %s in listings: its metadata is corrupt",
-                        self._label(),
-                        entry.path,
-                    )
-                continue
-            if state:
-                batch.append(entry.name)
-                if len(batch) >= size:
-                    break
+        for name in names:
+            if name.endswith("/"):
+                batch.append(name)  # a folder of the delimiter form
+            else:
+                state = self._state(name)
+                if state is None:
+                    path = self._folder(name)
+                    if name not in self._corrupt_logged and len(self._corrupt_logged) < 10_000:
+                        self._corrupt_logged.add(name)
+                        logger.warning(
+                            "depotx: %s: skipping %s in listings: its metadata is corrupt",
+                            self._label(),
+                            path,
+                        )
+                    continue
+                if not state:
+                    continue
+                batch.append(name)
+            if len(batch) >= size:
+                break
         return batch
 
-    async def _list(self) -> AsyncIterator[str]:
-        try:
-            entries = await self._run(os.scandir, self.storage_path)
-        except FileNotFoundError:
-            return  # nothing was ever written
-        with entries:
-            while batch := await self._run(self._list_batch, entries, 1000):
-                for file_id in batch:
-                    yield file_id
+    async def _list(
+        self, prefix: str, start_after: str | None, delimiter: str | None
+    ) -> AsyncIterator[str]:
+        names = self._ordered(prefix, delimiter)
+        batches = _batches(self, names)
+        async for file_id in fold_listing(batches, prefix, start_after, delimiter):
+            yield file_id
 
     # -- writing -----------------------------------------------------------------
 
@@ -745,21 +838,56 @@ class LocalFileStorage(FileStorage):
 
     def _publish(self, file_id: str, stage: str) -> bool:
         """Rename the staged folder to ``file_id``; ``False`` if the id is taken."""
-        try:
-            os.rename(stage, self._folder(file_id))
-        except OSError as exc:
-            if exc.errno in _TAKEN_ERRNOS:
-                return False
-            raise
-        if self.fsync:
-            root_fd = os.open(self.storage_path, _DIR_FLAGS)
+        target = self._folder(file_id)
+        parent = os.path.dirname(target)
+        for _ in range(8):
             try:
-                _fsync_folder(root_fd)
+                os.rename(stage, target)
+                break
+            except FileNotFoundError:
+                if os.path.lexists(stage):
+                    # The key's prefix folders do not exist yet, or a delete just
+                    # removed an empty one: make them, and try again.
+                    self._make_prefix_folders(file_id)
+                    continue
+                raise
+            except OSError as exc:
+                if exc.errno in _TAKEN_ERRNOS:
+                    return False
+                raise
+        else:
+            os.rename(stage, target)  # let the error speak
+        if self.fsync:
+            parent_fd = os.open(parent, _DIR_FLAGS)
+            try:
+                _fsync_folder(parent_fd)
             finally:
-                os.close(root_fd)
+                os.close(parent_fd)
         with contextlib.suppress(OSError):  # the staging area is hidden; only tidy if empty
             os.rmdir(self._staging)
         return True
+
+    def _make_prefix_folders(self, file_id: str) -> None:
+        """Create the prefix folders of a key, refusing any that is a link."""
+        path = self.storage_path
+        for part in file_id.split("/")[:-1]:
+            path = os.path.join(path, part + PREFIX_MARK)
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                if not stat_module.S_ISDIR(os.stat(path, follow_symlinks=False).st_mode):
+                    raise _LinkRefused(path) from None
+
+    def _remove_empty_prefix_folders(self, file_id: str) -> None:
+        """After a delete, remove the prefix folders the key leaves empty."""
+        parts = file_id.split("/")[:-1]
+        while parts:
+            path = self._root + "".join(part + PREFIX_MARK + os.sep for part in parts)
+            try:
+                os.rmdir(path)
+            except OSError:
+                return  # not empty (other keys, or a create in progress): keep it
+            parts.pop()
 
     def _swap_in(self, file_id: str, stage: str, *, required: bool) -> bool:
         """Rename the staged files into the live folder, under its exclusive lock.
@@ -838,13 +966,15 @@ class LocalFileStorage(FileStorage):
     def _remove_folder(self, file_id: str) -> None:
         path = self._folder(file_id)
         try:
-            folder_fd = _open_folder(path)
+            folder_fd = self._open_key_folder(file_id)
         except FileNotFoundError:
             return
         except _LinkRefused:
-            os.unlink(path)  # a planted link: remove the link, never what it points to
-            return
-        trash = f"{self._root}{TRASH}{file_id}-{uuid.uuid4().hex}"
+            if os.path.islink(path):
+                os.unlink(path)  # a planted link: remove the link, never what it points to
+                return
+            raise  # a link among the prefix folders: refuse to touch anything
+        trash = f"{self._root}{TRASH}{uuid.uuid4().hex}"
         try:
             with _locked(folder_fd, exclusive=True):
                 if not _is_live(path, folder_fd):
@@ -856,6 +986,8 @@ class LocalFileStorage(FileStorage):
         finally:
             os.close(folder_fd)
         _rmtree(trash)
+        if "/" in file_id:
+            self._remove_empty_prefix_folders(file_id)
 
     async def _delete(self, file_id: str) -> None:
         self._cache.discard(file_id)

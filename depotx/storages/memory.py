@@ -10,7 +10,7 @@ from datetime import datetime
 from .._content import Upload
 from .._exceptions import StoredFileExistsError, StoredFileNotFoundError
 from .._files import BytesStoredFile, StoredFile
-from .base import FileStorage, WriteMode, utcnow
+from .base import FileStorage, WriteMode, fold_listing, utcnow
 
 __all__ = ["MemoryFileStorage"]
 
@@ -76,6 +76,14 @@ class MemoryFileStorage(FileStorage):
     async def _exists(self, file_id: str) -> bool:
         return file_id in self._files
 
-    async def _list(self) -> AsyncIterator[str]:
-        for file_id in list(self._files):
+    async def _list(
+        self, prefix: str, start_after: str | None, delimiter: str | None
+    ) -> AsyncIterator[str]:
+        ids = sorted(file_id for file_id in self._files if file_id.startswith(prefix))
+        async for file_id in fold_listing(_iterate(ids), prefix, start_after, delimiter):
             yield file_id
+
+
+async def _iterate(ids: list[str]) -> AsyncIterator[str]:
+    for file_id in ids:
+        yield file_id

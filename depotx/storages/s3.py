@@ -39,6 +39,7 @@ from .._exceptions import (
     BackendError,
     ConfigurationError,
     DepotError,
+    InvalidFileIdError,
     MissingDependencyError,
     StoredFileChangedError,
     StoredFileExistsError,
@@ -53,7 +54,7 @@ from .._formats import (
     parse_filedepot_time,
 )
 from .._ids import is_valid_file_id
-from .base import FileStorage, WriteMode, commit_or_cancel, utcnow
+from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing, utcnow
 
 try:
     import aioboto3
@@ -82,6 +83,8 @@ MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * 1024 * MiB
 DEFAULT_PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000
+#: S3's limit on object keys, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
 #: S3's limit on user metadata: keys plus values, UTF-8 bytes, all headers together.
 METADATA_LIMIT = 2 * KiB
 #: How long to wait for a connection, and for the next bytes of an answer, before
@@ -614,6 +617,20 @@ class S3Storage(FileStorage):
 
     # -- keys and metadata ---------------------------------------------------------
 
+    def _validate_id(self, file_id: object) -> str:
+        """Keys, and the bucket prefix with them, must fit S3's 1,024 bytes."""
+        valid = super()._validate_id(file_id)
+        if len((self.prefix + valid).encode("utf-8")) > MAX_KEY_BYTES:
+            raise InvalidFileIdError(
+                f"file id {valid[:40]!r}... is too long for this storage: with the prefix "
+                f"{self.prefix!r} an S3 key holds at most {MAX_KEY_BYTES} bytes"
+            )
+        return valid
+
+    @property
+    def max_id_bytes(self) -> int:
+        return MAX_KEY_BYTES - len(self.prefix.encode("utf-8"))
+
     def _key(self, file_id: str) -> str:
         return self.prefix + file_id
 
@@ -741,14 +758,33 @@ class S3Storage(FileStorage):
         client = await self._client()
         await client.delete_object(Bucket=self.bucket, Key=self._key(file_id))
 
-    async def _list(self) -> AsyncIterator[str]:
+    async def _list(
+        self, prefix: str, start_after: str | None, delimiter: str | None
+    ) -> AsyncIterator[str]:
+        # S3 lists keys in UTF-8 byte order, which is code point order.
+        async for file_id in fold_listing(
+            self._listed(prefix, start_after, delimiter), prefix, start_after, delimiter
+        ):
+            yield file_id
+
+    async def _listed(
+        self, prefix: str, start_after: str | None, delimiter: str | None
+    ) -> AsyncIterator[str]:
         client = await self._client()
         paginator = client.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
-            for item in page.get("Contents", ()):
-                file_id = str(item["Key"])[len(self.prefix) :]
-                if is_valid_file_id(file_id):
-                    yield file_id
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
+        if start_after:
+            params["StartAfter"] = self.prefix + start_after
+        if delimiter:
+            params["Delimiter"] = delimiter
+        strip = len(self.prefix)
+        async for page in paginator.paginate(**params):
+            # Keys and folders arrive in two lists, each sorted: merge them.
+            keys = [str(item["Key"])[strip:] for item in page.get("Contents", ())]
+            folders = [str(item["Prefix"])[strip:] for item in page.get("CommonPrefixes", ())]
+            for name in sorted([*keys, *folders]):
+                if name.endswith("/") or is_valid_file_id(name):
+                    yield name
 
     async def _store(self, file_id: str, upload: Upload, *, mode: WriteMode) -> None:
         params = self._put_params(self._key(file_id), upload)

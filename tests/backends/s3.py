@@ -9,7 +9,7 @@ configurations therefore run against one ``ThreadedMotoServer`` on 127.0.0.1
 
 - ``s3``: path-style addressing, no key prefix, a versioned bucket;
 - ``s3-prefix``: a key prefix, in a bucket shared with objects outside the prefix
-  and keys under it that are not file ids (``list()`` must skip both).
+  and keys under it that are not valid file ids (``list()`` must skip both).
 
 Both buckets are versioned, so a reader is pinned to the version it opened and
 the contract's "reader keeps its version" holds. Unversioned buckets (If-Match
@@ -119,7 +119,8 @@ async def _prefixed(tmp_path: Path) -> FileStorage:
         objects={
             "elsewhere/0123": b"outside the prefix",
             "README": b"outside the prefix",
-            "depot/files/nested/file": b"under the prefix, not an id",
+            "depot/files/..": b"under the prefix, not an id (a dot-dot segment)",
+            "depot/files/back\\slash": b"under the prefix, not an id (backslash)",
         },
     )
     return S3Storage(
