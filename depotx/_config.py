@@ -253,7 +253,7 @@ _COMMON_OPTIONS = (
     "region_name",
 )
 #: Settings of the manager itself, not of one storage: ``DEPOTX_DEFAULT``, ...
-_MANAGER_KEYS = ("default", "mountpoint", "secret_key")
+MANAGER_KEYS = ("default", "mountpoint", "secret_key")
 
 
 def env_settings(environ: Mapping[str, str] | None, env_prefix: str, prefix: str) -> dict[str, str]:
@@ -290,7 +290,7 @@ def env_setting_key(key: str, env_prefix: str = "DEPOTX_") -> str | None:
     if not key.upper().startswith(env_prefix.upper()):
         return None
     rest = key[len(env_prefix) :].lower()
-    if rest in _MANAGER_KEYS:
+    if rest in MANAGER_KEYS:
         return rest
     name, sep, option = rest.partition("__")
     if not sep or not name or not option or "__" in option:

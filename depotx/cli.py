@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ._config import env_setting_key, env_settings
+from ._config import MANAGER_KEYS, env_settings
 from ._exceptions import ConfigurationError, DepotError
 from ._ids import split_path
 from ._manager import StorageManager
@@ -73,33 +73,43 @@ def build_manager(
 ) -> StorageManager:
     """The manager the CLI (and ``depotx serve``) work on; see the module docstring.
 
-    ``storage_path`` is the embedded default storage's folder: given together
-    with a config file or ``DEPOTX_*`` settings, it would be ignored, so that is
-    an error rather than a surprise.
+    The manager's own settings (``DEPOTX_SECRET_KEY``, ``DEPOTX_MOUNTPOINT``) apply
+    whichever way the storages are configured. ``storage_path`` is the embedded
+    default storage's folder: given together with a config file or storages in
+    ``DEPOTX_*`` settings, it would be ignored, so that is an error rather than a
+    surprise.
     """
     manager = StorageManager()
     environ = os.environ if environ is None else environ
-    from_env = any(env_setting_key(key) is not None for key in environ)
-    if storage_path is not None and (config is not None or from_env):
+    from_env = env_settings(environ, "DEPOTX_", PREFIX)  # a near-miss variable raises here
+    env_storages = any("." in key[len(PREFIX) :] for key in from_env)
+    if storage_path is not None and (config is not None or env_storages):
         source = "--config" if config is not None else "DEPOTX_* environment settings"
         raise ConfigurationError(
             f"--storage-path applies to the embedded default storage, not to storages from "
             f"{source}: set the path there (depot.storage_path)"
         )
+    if not env_storages:
+        # Only the manager's own settings are in the environment: they apply to the
+        # config file or the embedded default alike (with storages in the
+        # environment, configure_many below reads them together).
+        manager.configure_many({k: v for k, v in from_env.items() if k != f"{PREFIX}default"})
     if config is not None:
         settings = load_settings(config)
         own = [key[len(PREFIX) :] for key in settings if key.startswith(PREFIX)]
         if not own:
             raise ConfigurationError(f"{config!r} has no {PREFIX}* settings")
-        single = any("." not in key and key != "default" for key in own)
+        single = any("." not in key and key not in MANAGER_KEYS for key in own)
         if single:  # filedepot style: depot.backend, depot.storage_path, ...
-            manager.configure(DEFAULT_STORAGE_NAME, settings)
+            ours = {f"{PREFIX}{key}" for key in MANAGER_KEYS if key != "default"}
+            manager.configure_many({k: v for k, v in settings.items() if k in ours})
+            storage = {k: v for k, v in settings.items() if k not in ours}
+            manager.configure(DEFAULT_STORAGE_NAME, storage)
         else:
             manager.configure_many(settings)
-    elif from_env:
-        manager.configure_from_env(environ)
+    elif env_storages:
+        manager.configure_many(from_env)
     else:
-        env_settings(environ, "DEPOTX_", PREFIX)  # a near-miss variable still gets its error
         path = DEFAULT_STORAGE_PATH if storage_path is None else storage_path
         manager.configure(DEFAULT_STORAGE_NAME, {"depot.storage_path": path})
     return manager

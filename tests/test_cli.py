@@ -309,3 +309,20 @@ def test_keys_from_the_shell(
     assert _run(capsys, "rm", "default/uploads/2026/a.txt")[0] == 0
     code, out, _ = _run(capsys, "ls", "-r", "default/uploads/")
     assert out.splitlines() == ["default/uploads/2025/c.txt", "default/uploads/2026/b.txt"]
+
+
+def test_manager_settings_from_the_environment_apply_to_every_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DEPOTX_SECRET_KEY", "an-environment-secret-0123")
+    # the embedded default storage, with the secret from the environment
+    code, out, _ = _run(capsys, "url", "default/abc", "--expires", "60")
+    assert code == 0
+    assert "&sig=" in out
+    # a filedepot-style config file, with a mountpoint of its own
+    config = tmp_path / "app.ini"
+    config.write_text("[app:main]\ndepot.storage_path = files\ndepot.mountpoint = /media\n")
+    code, out, _ = _run(capsys, "--config", str(config), "url", "default/abc", "--expires", "60")
+    assert code == 0
+    assert out.startswith("/media/default/abc?")
