@@ -27,6 +27,7 @@ from ._exceptions import (
 from ._files import FileIntent, StoredFile
 from ._manager import DepotManager, StorageManager
 from .middleware import DepotMiddleware
+from .migrate import MigrationProgress, MigrationReport, migrate
 from .responses import StoredFileResponse
 from .storages.base import FileStorage
 from .storages.local import LocalFileStorage
@@ -46,6 +47,8 @@ __all__ = [
     "InvalidFileIdError",
     "LocalFileStorage",
     "MemoryFileStorage",
+    "MigrationProgress",
+    "MigrationReport",
     "MissingDependencyError",
     "ReceivedFile",
     "ReceivedUpload",
@@ -58,5 +61,6 @@ __all__ = [
     "StoredFileResponse",
     "ValidationError",
     "__version__",
+    "migrate",
     "receive_upload",
 ]

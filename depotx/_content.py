@@ -14,6 +14,7 @@ import io
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from ._detect import SNIFF_SIZE, detect_content_type
@@ -37,6 +38,15 @@ class Upload:
     #: The exception the caller's content raised, if any: a client that went
     #: away is the caller's failure, not the backend's, and is re-raised as is.
     source_error: BaseException | None = None
+    #: The modification time to record instead of now (a migration keeps the
+    #: source's); backends write ``upload.stamp()``.
+    last_modified: datetime | None = None
+
+    def stamp(self) -> datetime:
+        """The modification time to record: ``last_modified``, else now (whole seconds)."""
+        if self.last_modified is not None:
+            return self.last_modified.astimezone(timezone.utc).replace(microsecond=0)
+        return datetime.now(timezone.utc).replace(microsecond=0)
 
     def __post_init__(self) -> None:
         self.chunks = self._tracked(self.chunks)

@@ -13,6 +13,7 @@ import configparser
 import json
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,6 +22,7 @@ from ._config import MANAGER_KEYS, env_settings
 from ._exceptions import ConfigurationError, DepotError
 from ._ids import split_path
 from ._manager import StorageManager
+from .migrate import MigrationProgress, migrate
 from .server import LOG_LEVELS
 
 __all__ = ["build_manager", "load_settings", "main", "safe_basename"]
@@ -274,6 +276,96 @@ async def _url(manager: StorageManager, args: argparse.Namespace) -> int:
     return 0
 
 
+def _human_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover - the loop always returns
+
+
+class _Progress:
+    """A progress line: redrawn in place on a terminal, a plain line every few seconds else."""
+
+    def __init__(self, stream: Any, interval: float = 5.0) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.interval = interval
+        self.last = 0.0
+
+    def __call__(self, progress: MigrationProgress) -> None:
+        now = time.monotonic()
+        finished = progress.files_done == progress.total_files
+        if not self.tty and not finished and now - self.last < self.interval:
+            return
+        self.last = now
+        eta = progress.eta
+        line = (
+            f"{progress.files_done}/{progress.total_files} files, "
+            f"{_human_bytes(progress.bytes_done)}, {_human_bytes(progress.rate)}/s, "
+            f"{progress.failed} failed"
+            + (f", ETA {eta:.0f} s" if eta is not None and not finished else "")
+        )
+        if self.tty:
+            self.stream.write("\r\033[K" + line + ("\n" if finished else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+async def _migrate(manager: StorageManager, args: argparse.Namespace) -> int:
+    source = manager.get(args.source)
+    destination = manager.get(args.destination)
+    ids = None
+    if args.ids is not None:
+        lines = sys.stdin if args.ids == "-" else open(args.ids, encoding="utf-8")  # noqa: SIM115
+        try:
+            ids = [line.strip() for line in lines if line.strip()]
+        finally:
+            if lines is not sys.stdin:
+                lines.close()
+    journal = None if args.dry_run else args.journal or _default_journal(args)
+    if journal is not None and not args.json:
+        print(f"journal: {journal}", file=sys.stderr)
+    report = await migrate(
+        source,
+        destination,
+        prefix=args.prefix,
+        ids=ids,
+        concurrency=args.concurrency,
+        verify=args.verify,
+        overwrite=args.overwrite,
+        delete_source=args.delete_source,
+        journal=journal,
+        dry_run=args.dry_run,
+        on_progress=None if args.json else _Progress(sys.stderr),
+    )
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    elif args.dry_run:
+        for file_id, size in report.planned.items():
+            print(f"{file_id}\t{size}")
+        total = sum(report.planned.values())
+        print(
+            f"would copy {len(report.planned)} files, {_human_bytes(total)}; "
+            f"{len(report.skipped)} already there, {len(report.failed)} not possible"
+        )
+    else:
+        print(
+            f"copied {len(report.copied)}, skipped {len(report.skipped)}, failed "
+            f"{len(report.failed)}; {_human_bytes(report.bytes)} in {report.elapsed:.1f} s"
+        )
+    for file_id, reason in report.failed.items():
+        if not args.json:
+            print(f"failed: {file_id}: {reason}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _default_journal(args: argparse.Namespace) -> str:
+    name = f".depotx-migrate-{args.source}-{args.destination}.sqlite"
+    return "".join(char if char.isalnum() or char in ".-_" else "_" for char in name)
+
+
 async def _cleanup(manager: StorageManager, args: argparse.Namespace) -> int:
     names = [manager.resolve_alias(args.storage)] if args.storage else manager.names
     for name in names:
@@ -291,6 +383,7 @@ _COMMANDS = {
     "cp": _cp,
     "cleanup": _cleanup,
     "url": _url,
+    "migrate": _migrate,
 }
 
 
@@ -393,6 +486,44 @@ def _parser() -> argparse.ArgumentParser:
     url.add_argument("--download", action="store_true", help="serve it as an attachment")
     url.add_argument("--filename", help="serve it under this name")
 
+    migrate_cmd = commands.add_parser(
+        "migrate",
+        help="copy every file of one storage to another, keeping ids (resumable)",
+        description="Copy every file of SOURCE to DESTINATION, keeping ids, filenames, "
+        "types, metadata and dates. Streamed, concurrent, resumable: a journal records "
+        "what is done, so running the same command again skips it and retries failures.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    migrate_cmd.add_argument("source", help="storage or alias to copy from")
+    migrate_cmd.add_argument("destination", help="storage or alias to copy to")
+    migrate_cmd.add_argument("--prefix", default="", help="only ids under this key prefix")
+    migrate_cmd.add_argument(
+        "--ids", metavar="FILE", help="only the ids listed in FILE, one a line ('-': stdin)"
+    )
+    migrate_cmd.add_argument("--concurrency", type=int, default=4, help="files copied at once")
+    migrate_cmd.add_argument(
+        "--verify", action="store_true", help="re-read every copy and compare its SHA-256"
+    )
+    migrate_cmd.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files with other content at the destination",
+    )
+    migrate_cmd.add_argument(
+        "--delete-source",
+        action="store_true",
+        help="delete each source file once its copy is verified (needs --verify)",
+    )
+    migrate_cmd.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="the SQLite journal (default: .depotx-migrate-SOURCE-DESTINATION.sqlite here)",
+    )
+    migrate_cmd.add_argument(
+        "--dry-run", action="store_true", help="list what would be copied, copy nothing"
+    )
+    migrate_cmd.add_argument("--json", action="store_true", help="a JSON summary on stdout")
+
     cleanup = commands.add_parser(
         "cleanup", help="remove what crashed or killed uploads left behind"
     )
@@ -456,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"depotx: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        # A migration stopped here resumes from its journal when run again.
+        print("depotx: interrupted", file=sys.stderr)
         return 130
 
 

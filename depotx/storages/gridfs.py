@@ -68,7 +68,7 @@ from .._formats import (
     parse_filedepot_time,
 )
 from .._ids import is_valid_file_id
-from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing, utcnow
+from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing
 
 try:
     from . import _mongo
@@ -489,7 +489,7 @@ class GridFSStorage(FileStorage):
                 "uploadDate": datetime.now(timezone.utc),
                 "filename": upload.filename,
                 "contentType": upload.content_type,
-                "last_modified": format_filedepot_time(utcnow()),
+                "last_modified": format_filedepot_time(upload.stamp()),
                 "metadata": dict(upload.metadata),
                 "depotx_checksum": checksum,
                 "depotx_version": version,

@@ -80,7 +80,6 @@ from .base import (
     WriteMode,
     commit_or_cancel,
     fold_listing,
-    utcnow,
 )
 
 if sys.platform != "win32":
@@ -799,7 +798,7 @@ class LocalFileStorage(FileStorage):
             "filename": upload.filename,
             "content_type": upload.content_type,
             "content_length": length,
-            "last_modified": format_filedepot_time(utcnow()),
+            "last_modified": format_filedepot_time(upload.stamp()),
         }
         extra = {"checksum": checksum, "content_length": length, "metadata": upload.metadata}
         for name, value in ((EXTRA, extra), (METADATA, meta)):

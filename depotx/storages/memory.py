@@ -10,7 +10,7 @@ from datetime import datetime
 from .._content import Upload
 from .._exceptions import StoredFileExistsError, StoredFileNotFoundError
 from .._files import BytesStoredFile, StoredFile
-from .base import FileStorage, WriteMode, fold_listing, utcnow
+from .base import FileStorage, WriteMode, fold_listing
 
 __all__ = ["MemoryFileStorage"]
 
@@ -65,7 +65,7 @@ class MemoryFileStorage(FileStorage):
             data=bytes(buffer),
             filename=upload.filename,
             content_type=upload.content_type,
-            last_modified=utcnow(),
+            last_modified=upload.stamp(),
             checksum=digest.hexdigest(),
             metadata=dict(upload.metadata),
         )

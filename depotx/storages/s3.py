@@ -637,7 +637,7 @@ class S3Storage(FileStorage):
     def _object_metadata(self, upload: Upload) -> dict[str, str]:
         metadata = {
             FILENAME_KEY: quote(upload.filename, safe=_FILENAME_SAFE, encoding="utf-8"),
-            MODIFIED_KEY: format_filedepot_time(utcnow()),
+            MODIFIED_KEY: format_filedepot_time(upload.stamp()),
         }
         if upload.metadata:
             metadata[METADATA_KEY] = json.dumps(

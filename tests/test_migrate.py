@@ -1,0 +1,288 @@
+"""``migrate``: every file of one storage copied to another, ids and metadata kept, resumable."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from depotx import (
+    FileStorage,
+    LocalFileStorage,
+    MemoryFileStorage,
+    MigrationProgress,
+    migrate,
+)
+from tests.conftest import BACKEND_FACTORIES
+
+PAIRS = [
+    ("local", "memory"),
+    ("memory", "local"),
+    ("local", "s3"),
+    ("s3", "local"),
+    ("gridfs-mongomock", "local"),
+    ("local", "gridfs-mongomock"),
+]
+
+
+@pytest.fixture(params=PAIRS, ids=["->".join(pair) for pair in PAIRS])
+async def pair(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[FileStorage, FileStorage]]:
+    source_kind, destination_kind = request.param
+    (tmp_path / "src").mkdir()
+    (tmp_path / "dst").mkdir()
+    source = await BACKEND_FACTORIES[source_kind](tmp_path / "src")
+    destination = await BACKEND_FACTORIES[destination_kind](tmp_path / "dst")
+    source.name, destination.name = "src", "dst"
+    try:
+        yield source, destination
+    finally:
+        await source.aclose()
+        await destination.aclose()
+
+
+async def _fill(storage: FileStorage) -> dict[str, bytes]:
+    """Mixed files: empty to 2 MiB, generated ids and unicode keys, custom metadata."""
+    files: dict[str, bytes] = {}
+    for size in (0, 1, 1024, 300_000, 2 * 1024 * 1024):
+        data = os.urandom(size)
+        file_id = await storage.create(data, f"f{size}.bin", metadata={"size": str(size)})
+        files[file_id] = data
+    for key in ("uploads/2026/été.txt", "uploads/rapport ✓.pdf"):
+        await storage.create(key.encode() * 10, key.rsplit("/", 1)[-1], file_id=key)
+        files[key] = key.encode() * 10
+    return files
+
+
+async def _same(source: FileStorage, destination: FileStorage, file_id: str) -> None:
+    async with await source.get(file_id) as a, await destination.get(file_id) as b:
+        assert await b.read() == await a.read(), file_id
+        assert (b.filename, b.content_type, b.metadata) == (a.filename, a.content_type, a.metadata)
+        assert b.last_modified == a.last_modified, "the date is kept"
+
+
+async def test_every_file_is_copied_with_its_id_and_metadata(
+    pair: tuple[FileStorage, FileStorage], tmp_path: Path
+) -> None:
+    source, destination = pair
+    files = await _fill(source)
+    # Dated in the past, so a kept date cannot be mistaken for the copy's own.
+    old = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=400)
+    dated = await source.create(b"old", "old.txt")
+    upload_id = "dated/" + dated
+    from depotx._content import prepare_upload
+
+    upload = await prepare_upload(b"from 2025", "old.txt", "text/plain")
+    upload.last_modified = old
+    await source._write(upload_id, upload, mode="create")
+    files[dated] = b"old"
+    files[upload_id] = b"from 2025"
+
+    seen: list[MigrationProgress] = []
+    report = await migrate(
+        source,
+        destination,
+        verify=True,
+        journal=tmp_path / "journal.sqlite",
+        on_progress=seen.append,
+    )
+    assert report.ok, report.failed
+    assert sorted(report.copied) == sorted(files)
+    assert report.bytes == sum(len(data) for data in files.values())
+    assert seen[-1].files_done == seen[-1].total_files == len(files)
+    for file_id in files:
+        await _same(source, destination, file_id)
+    async with await destination.get(upload_id) as stored:
+        assert stored.last_modified == old
+    # A second run finds everything done (the journal), and copies nothing.
+    again = await migrate(source, destination, journal=tmp_path / "journal.sqlite")
+    assert (again.copied, sorted(again.skipped)) == ([], sorted(files))
+
+
+async def test_an_interrupted_migration_resumes_without_copying_twice(tmp_path: Path) -> None:
+    source = MemoryFileStorage()
+    destination = LocalFileStorage(tmp_path / "dst")
+    files = {await source.create(os.urandom(10_000)): None for _ in range(40)}
+    journal = tmp_path / "journal.sqlite"
+    progressed = asyncio.Event()
+
+    def stop_after_ten(progress: MigrationProgress) -> None:
+        if progress.files_done >= 10:
+            progressed.set()
+
+    task = asyncio.ensure_future(
+        migrate(source, destination, journal=journal, concurrency=2, on_progress=stop_after_ten)
+    )
+    await progressed.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    first = {i async for i in destination.list()}
+    assert 10 <= len(first) < 40
+    resumed = await migrate(source, destination, journal=journal, concurrency=2)
+    assert resumed.ok
+    assert not set(resumed.copied) & first, "nothing copied twice"
+    assert {i async for i in destination.list()} == set(files)
+    for file_id in files:
+        await _same(source, destination, file_id)
+
+
+async def test_verify_catches_a_corrupted_copy(tmp_path: Path) -> None:
+    source = MemoryFileStorage()
+    destination = LocalFileStorage(tmp_path / "dst", cache_size=0)
+    file_id = await source.create(b"precious bytes")
+    journal = tmp_path / "journal.sqlite"
+    assert (await migrate(source, destination, journal=journal)).ok
+    content = tmp_path / "dst" / file_id / "file"
+    content.write_bytes(b"precious bytez")  # same size, other bytes: a flipped bit
+    unverified = await migrate(source, destination, journal=journal)
+    assert unverified.ok, "the journal alone trusts what it recorded"
+    verified = await migrate(source, destination, journal=journal, verify=True)
+    assert list(verified.failed) == [file_id]
+    assert "other content" in verified.failed[file_id]
+
+
+async def test_a_different_file_at_the_destination_is_kept_unless_overwrite(
+    tmp_path: Path,
+) -> None:
+    source = MemoryFileStorage()
+    destination = MemoryFileStorage()
+    await source.create(b"new", file_id="a.txt")
+    await destination.create(b"theirs", file_id="a.txt")
+    refused = await migrate(source, destination)
+    assert "other content" in refused.failed["a.txt"]
+    async with await destination.get("a.txt") as stored:
+        assert await stored.read() == b"theirs"
+    forced = await migrate(source, destination, overwrite=True)
+    assert forced.copied == ["a.txt"]
+    async with await destination.get("a.txt") as stored:
+        assert await stored.read() == b"new"
+
+
+async def test_a_source_replaced_during_its_copy_is_copied_again(tmp_path: Path) -> None:
+    source = MemoryFileStorage()
+    destination = LocalFileStorage(tmp_path / "dst")
+    file_id = await source.create(b"version one" * 1000, "v1.txt")
+    replaced = False
+    original = source._get
+
+    async def replacing_get(fid: str) -> Any:
+        nonlocal replaced
+        stored = await original(fid)
+        if not replaced:
+            replaced = True
+            await source.replace(fid, b"version two" * 1000, "v2.txt")
+        return stored
+
+    source._get = replacing_get  # type: ignore[method-assign]
+    report = await migrate(source, destination)
+    assert report.ok, report.failed
+    async with await destination.get(file_id) as stored:
+        assert (stored.filename, await stored.read()) == ("v2.txt", b"version two" * 1000)
+
+
+async def test_dry_run_and_delete_source(tmp_path: Path) -> None:
+    source = MemoryFileStorage()
+    destination = MemoryFileStorage()
+    ids = [await source.create(b"x" * n) for n in (1, 2, 3)]
+    plan = await migrate(source, destination, dry_run=True)
+    assert plan.planned == {ids[0]: 1, ids[1]: 2, ids[2]: 3}
+    assert [i async for i in destination.list()] == []
+    with pytest.raises(ValueError, match="verify"):
+        await migrate(source, destination, delete_source=True)
+    moved = await migrate(source, destination, verify=True, delete_source=True)
+    assert sorted(moved.copied) == sorted(ids)
+    assert [i async for i in source.list()] == []
+
+
+async def test_a_journal_belongs_to_one_pair(tmp_path: Path) -> None:
+    a, b, c = MemoryFileStorage(), MemoryFileStorage(), MemoryFileStorage()
+    a.name, b.name, c.name = "a", "b", "c"
+    await migrate(a, b, journal=tmp_path / "j.sqlite")
+    from depotx import DepotError
+
+    with pytest.raises(DepotError, match="belongs to a migration"):
+        await migrate(a, c, journal=tmp_path / "j.sqlite")
+
+
+def _cli(tmp_path: Path, *argv: str, tty: bool = False) -> tuple[int, str, str]:
+    config = tmp_path / "app.ini"
+    config.write_text(
+        "[app:main]\n"
+        f"depot.old.storage_path = {tmp_path / 'old'}\n"
+        f"depot.new.storage_path = {tmp_path / 'new'}\n"
+    )
+    command = [sys.executable, "-m", "depotx.cli", "--config", str(config), *argv]
+    if not tty:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        return done.returncode, done.stdout, done.stderr
+    import pty
+
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=secondary, cwd=tmp_path, text=True
+    )
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(primary)
+    out = ""
+    if process.stdout is not None:
+        out = process.stdout.read()
+        process.stdout.close()
+    code = process.wait(60)
+    return code, out, b"".join(chunks).decode()
+
+
+def test_the_cli_migrates_resumes_and_reports(tmp_path: Path) -> None:
+    old = LocalFileStorage(tmp_path / "old")
+    ids = [asyncio.run(old.create(os.urandom(5000), f"{n}.bin")) for n in range(12)]
+    code, out, err = _cli(tmp_path, "migrate", "old", "new", "--dry-run")
+    assert code == 0
+    assert "would copy 12 files" in out
+    code, out, err = _cli(tmp_path, "migrate", "old", "new", "--verify")
+    assert code == 0, err
+    assert out.startswith("copied 12, skipped 0, failed 0")
+    assert "journal: .depotx-migrate-old-new.sqlite" in err
+    assert "12/12 files" in err  # the plain progress line, not a terminal
+    assert "\r" not in err
+    code, out, _ = _cli(tmp_path, "migrate", "old", "new", "--json")
+    assert code == 0
+    assert json.loads(out)["skipped"] == 12
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == sorted(ids)
+
+
+def test_the_cli_draws_progress_on_a_terminal(tmp_path: Path) -> None:
+    old = LocalFileStorage(tmp_path / "old")
+    for n in range(5):
+        asyncio.run(old.create(b"x" * n))
+    code, _out, err = _cli(tmp_path, "migrate", "old", "new", tty=True)
+    assert code == 0
+    assert "\r\x1b[K" in err  # redrawn in place
+    assert "5/5 files" in err
+
+
+def test_the_cli_fails_when_a_file_fails(tmp_path: Path) -> None:
+    old = LocalFileStorage(tmp_path / "old")
+    new = LocalFileStorage(tmp_path / "new")
+    asyncio.run(old.create(b"mine", file_id="a.txt"))
+    asyncio.run(new.create(b"theirs", file_id="a.txt"))
+    code, _out, err = _cli(tmp_path, "migrate", "old", "new")
+    assert code == 1
+    assert "failed: a.txt: at the destination with other content" in err
