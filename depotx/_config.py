@@ -35,6 +35,7 @@ BACKENDS: Mapping[str, str] = types.MappingProxyType(
     {
         "local": "depotx.storages.local:LocalFileStorage",
         "memory": "depotx.storages.memory:MemoryFileStorage",
+        "mirror": "depotx.storages.mirror:MirrorStorage",
         "s3": "depotx.storages.s3:S3Storage",
         "gridfs": "depotx.storages.gridfs:GridFSStorage",
     }

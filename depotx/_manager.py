@@ -132,6 +132,7 @@ class StorageManager:
                 "(depot.secret_key in the same settings, DEPOTX_SECRET_KEY, or "
                 "StorageManager(secret_key=...))"
             )
+        storage._bind(self.get)
         self._storages[name] = storage
         if self._default is None:  # the first storage is the default
             self._default = name
@@ -180,7 +181,9 @@ class StorageManager:
             groups.setdefault(name, {})[option] = value
         configured: dict[str, FileStorage] = {}
         aliases: dict[str, str] = {}
-        for name, options in groups.items():
+        # Storages made of others (mirrors) come after the storages they name.
+        ordered = sorted(groups.items(), key=lambda item: item[1].get("backend") == "mirror")
+        for name, options in ordered:
             if _ALIAS_OPTION in options:
                 if len(options) > 1:
                     extra = ", ".join(f"{prefix}{name}.{k}" for k in options if k != _ALIAS_OPTION)

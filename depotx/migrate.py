@@ -24,7 +24,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._content import prepare_upload
 from ._exceptions import (
     DepotError,
     StoredFileChangedError,
@@ -336,10 +335,10 @@ async def _copy(
                 copied += len(chunk)
                 yield chunk
 
-        upload = await prepare_upload(teed(), src.filename, src.content_type, dict(src.metadata))
-        upload.last_modified = src.last_modified
         try:
-            await destination._write(file_id, upload, mode="put" if overwrite else "create")
+            await destination._write_copy(
+                file_id, src, mode="put" if overwrite else "create", chunks=teed()
+            )
         except StoredFileExistsError:
             return "failed", 0, "appeared at the destination during the copy"
     if copied != size:

@@ -380,6 +380,34 @@ class FileStorage(abc.ABC):
         await self._write(file_id, upload, mode=mode)
         return file_id
 
+    async def _write_copy(
+        self,
+        file_id: str,
+        stored: StoredFile,
+        *,
+        mode: WriteMode,
+        chunks: AsyncIterator[bytes] | None = None,
+    ) -> None:
+        """Store ``stored`` under ``file_id`` as it is: name, type, metadata and date kept.
+
+        What a migration and a mirror write: a copy that is the same file, not a new
+        upload of its bytes (``chunks`` replaces its content stream, to tee it).
+        """
+        upload = await prepare_upload(
+            stored.iter_bytes() if chunks is None else chunks,
+            stored.filename,
+            stored.content_type,
+            dict(stored.metadata),
+        )
+        upload.last_modified = stored.last_modified
+        await self._write(file_id, upload, mode=mode)
+
+    def _bind(self, resolve: Callable[[str], FileStorage]) -> None:  # noqa: B027 - optional hook
+        """Called by the manager when the storage is added; ``resolve`` finds others by name.
+
+        A storage made of other storages (a mirror) looks them up here, once.
+        """
+
     async def _write(self, file_id: str, upload: Upload, *, mode: WriteMode) -> None:
         try:
             with self._translating("replace" if mode == "replace" else "create", file_id, upload):
