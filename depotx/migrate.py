@@ -31,7 +31,7 @@ from ._exceptions import (
     StoredFileNotFoundError,
 )
 from ._files import StoredFile
-from .storages.base import FileStorage
+from .storages.base import FileStorage, WriteMode
 
 __all__ = ["MigrationJournal", "MigrationProgress", "MigrationReport", "migrate"]
 
@@ -325,6 +325,21 @@ async def _copy(
                 return "failed", 0, "at the destination with other content (use overwrite)"
         if dry_run:
             return "planned", size, None
+        mode: WriteMode = "put" if overwrite else "create"
+        try:
+            within = await destination._copy_within(source, src, file_id, mode=mode)
+        except StoredFileExistsError:
+            return "failed", 0, "appeared at the destination during the copy"
+        if within:
+            # Copied inside the service: the bytes never came through here.
+            if verify:
+                source_digest = source_digest or (await _sha256(src))[0]
+                async with await destination.get(file_id) as written:
+                    if (await _sha256(written))[0] != source_digest:
+                        return "failed", size, "the copy's content differs from the source"
+            if delete_source:
+                await source.delete(file_id)
+            return "copied", size, None
         digest = hashlib.sha256()
         copied = 0
 
@@ -336,9 +351,7 @@ async def _copy(
                 yield chunk
 
         try:
-            await destination._write_copy(
-                file_id, src, mode="put" if overwrite else "create", chunks=teed()
-            )
+            await destination._write_copy(file_id, src, mode=mode, chunks=teed())
         except StoredFileExistsError:
             return "failed", 0, "appeared at the destination during the copy"
     if copied != size:

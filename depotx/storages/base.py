@@ -402,6 +402,18 @@ class FileStorage(abc.ABC):
         upload.last_modified = stored.last_modified
         await self._write(file_id, upload, mode=mode)
 
+    async def _copy_within(
+        self, source: FileStorage, stored: StoredFile, file_id: str, *, mode: WriteMode
+    ) -> bool:
+        """Copy ``stored`` from ``source`` inside the service, when both are its storages.
+
+        ``True`` when done (the bytes never left the service: S3's ``CopyObject``);
+        ``False`` when the bytes must be streamed through the app. The copy keeps
+        what :meth:`_write_copy` keeps, obeys ``mode``, and fails with
+        :class:`~depotx.StoredFileChangedError` if the source changed since it was opened.
+        """
+        return False
+
     def _bind(self, resolve: Callable[[str], FileStorage]) -> None:  # noqa: B027 - optional hook
         """Called by the manager when the storage is added; ``resolve`` finds others by name.
 

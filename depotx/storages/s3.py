@@ -83,6 +83,8 @@ MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * 1024 * MiB
 DEFAULT_PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000
+#: Above this, a server-side copy is a multipart copy (``CopyObject`` stops at 5 GiB).
+COPY_OBJECT_LIMIT = 5 * 1024 * MiB
 #: S3's limit on object keys, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
 #: S3's limit on user metadata: keys plus values, UTF-8 bytes, all headers together.
@@ -850,6 +852,108 @@ class S3Storage(FileStorage):
                 return None
             raise
         return str(head["ETag"])
+
+    def _same_service(self, other: FileStorage) -> bool:
+        """Whether ``other`` is an S3 storage this one's client can read from."""
+        return (
+            isinstance(other, S3Storage)
+            and other._client_kwargs.get("endpoint_url") == self._client_kwargs.get("endpoint_url")
+            and other._credentials == self._credentials
+            and other._profile_name == self._profile_name
+            and other._region_name == self._region_name
+        )
+
+    async def _copy_within(
+        self, source: FileStorage, stored: StoredFile, file_id: str, *, mode: WriteMode
+    ) -> bool:
+        """``CopyObject`` (a multipart copy above 5 GiB) from another bucket or prefix.
+
+        The source object is pinned with ``CopySourceIfMatch`` on its ETag (and its
+        version when it has one): a source replaced since it was opened fails the
+        copy with :class:`~depotx.StoredFileChangedError` instead of copying another
+        version. Metadata is written anew in filedepot's layout, date kept.
+        """
+        if not self._same_service(source) or not isinstance(stored, S3StoredFile):
+            return False
+        assert isinstance(source, S3Storage)
+        file_id = self._validate_id(file_id)
+        copy_source: dict[str, str] = {"Bucket": source.bucket, "Key": source._key(file_id)}
+        if stored._version_id:
+            copy_source["VersionId"] = stored._version_id
+
+        async def nothing() -> AsyncIterator[bytes]:
+            return
+            yield b""  # pragma: no cover
+
+        upload = Upload(
+            chunks=nothing(),
+            filename=stored.filename,
+            content_type=stored.content_type,
+            metadata=dict(stored.metadata),
+            last_modified=stored.last_modified,
+        )
+        params = self._put_params(self._key(file_id), upload)
+        if len(stored.checksum) == 64:  # a SHA-256 of the content: still true of the copy
+            params["Metadata"][CHECKSUM_KEY] = stored.checksum
+        client = await self._client()
+        if mode != "put":
+            exists = await self._current_etag(client, file_id) is not None
+            if mode == "create" and exists:
+                raise StoredFileExistsError(file_id, self.name)
+            if mode == "replace" and not exists:
+                raise StoredFileNotFoundError(file_id, self.name)
+        try:
+            if stored.content_length <= COPY_OBJECT_LIMIT:
+                await commit_or_cancel(
+                    client.copy_object(
+                        CopySource=copy_source,
+                        CopySourceIfMatch=stored._etag,
+                        MetadataDirective="REPLACE",
+                        **params,
+                    )
+                )
+            else:
+                await self._multipart_copy(client, params, copy_source, stored)
+        except ClientError as exc:
+            if _error_code(exc) == "PreconditionFailed" or _status(exc) == 412:
+                raise StoredFileChangedError(file_id, source.name) from exc
+            raise
+        return True
+
+    async def _multipart_copy(
+        self,
+        client: Any,
+        params: dict[str, Any],
+        copy_source: dict[str, str],
+        stored: S3StoredFile,
+    ) -> None:
+        """``UploadPartCopy`` in parts (at most 10,000, each 5 MiB-5 GiB); aborted on failure."""
+        size = stored.content_length
+        part = max(self.part_size, -(-size // MAX_PARTS))
+        created = await client.create_multipart_upload(**params)
+        target = {"Bucket": params["Bucket"], "Key": params["Key"]}
+        upload_id = created["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, size, part), start=1):
+                end = min(start + part, size) - 1
+                response = await client.upload_part_copy(
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=copy_source,
+                    CopySourceRange=f"bytes={start}-{end}",
+                    CopySourceIfMatch=stored._etag,
+                    **target,
+                )
+                parts.append({"ETag": response["CopyPartResult"]["ETag"], "PartNumber": number})
+            await commit_or_cancel(
+                client.complete_multipart_upload(
+                    UploadId=upload_id, MultipartUpload={"Parts": parts}, **target
+                )
+            )
+        except BaseException:
+            await asyncio.shield(self._abort(client, target, upload_id, []))
+            raise
 
     async def _cleanup(self, older_than: timedelta) -> int:
         """Abort multipart uploads under the prefix started longer ago than ``older_than``.
