@@ -258,3 +258,101 @@ async def s3_depotx(
     if got != size:
         raise RuntimeError(f"S3Storage returned {got} bytes of {size}")
     return {"put_mib_s": round(size / MiB / put, 1), "get_mib_s": round(size / MiB / get, 1)}
+
+
+# -- moving a storage: depotx migrate against filedepot's loop ---------------------------
+
+
+async def make_migration_source(root: Path, count: int, largest: int) -> int:
+    """``count`` files of mixed sizes (up to ``largest``) in local storage; their total bytes."""
+    storage = LocalFileStorage(root)
+    total = 0
+    try:
+        for n in range(count):
+            size = (n * 7919) % largest
+            await storage.create(_BLOCK[:size] if size <= CHUNK else os.urandom(size), f"{n}.bin")
+            total += size
+    finally:
+        await storage.aclose()
+    return total
+
+
+def _depotx_s3(endpoint: str, bucket: str, prefix: str) -> Any:
+    from depotx.storages.s3 import S3Storage
+
+    return S3Storage(
+        bucket=bucket,
+        endpoint_url=endpoint,
+        access_key_id="bench",
+        secret_access_key="bench",
+        region_name="us-east-1",
+        prefix=prefix,
+    )
+
+
+def _filedepot_s3(endpoint: str, bucket: str, prefix: str) -> Any:
+    from depot.io.boto3 import S3Storage
+
+    return S3Storage(
+        "bench",
+        "bench",
+        bucket=bucket,
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        prefix=prefix,
+        policy="private",
+    )
+
+
+async def migrate_depotx(
+    source_root: Path | None,
+    endpoint: str,
+    bucket: str,
+    source_prefix: str,
+    destination_prefix: str | None = None,
+    concurrency: int = 8,
+) -> dict[str, Any]:
+    """``depotx.migrate`` from local storage (or an S3 prefix) to a fresh S3 prefix."""
+    from depotx import migrate
+
+    source: Any = (
+        LocalFileStorage(source_root)
+        if source_root is not None
+        else _depotx_s3(endpoint, bucket, source_prefix)
+    )
+    destination = _depotx_s3(endpoint, bucket, destination_prefix or f"to-{uuid.uuid4().hex}/")
+    try:
+        await destination.exists(str(uuid.uuid4()))  # open the client before the clock
+        began = time.perf_counter()
+        report = await migrate(source, destination, concurrency=concurrency)
+        elapsed = time.perf_counter() - began
+    finally:
+        await source.aclose()
+        await destination.aclose()
+    if not report.ok:
+        raise RuntimeError(f"migrate failed: {list(report.failed.items())[:3]}")
+    return {"files_s": len(report.copied) / elapsed, "mib_s": report.bytes / MiB / elapsed}
+
+
+def migrate_filedepot(
+    source_root: Path | None, endpoint: str, bucket: str, source_prefix: str
+) -> dict[str, Any]:
+    """The loop filedepot's guide gives: ``backup.replace(stored, stored)`` for every id."""
+    from depot.io.local import LocalFileStorage as FiledepotLocal
+
+    source = (
+        FiledepotLocal(str(source_root))
+        if source_root is not None
+        else _filedepot_s3(endpoint, bucket, source_prefix)
+    )
+    backup = _filedepot_s3(endpoint, bucket, f"fd-{uuid.uuid4().hex}/")
+    began = time.perf_counter()
+    copied = 0
+    size = 0
+    for file_id in source.list():
+        stored = source.get(file_id)
+        backup.replace(stored, stored)
+        copied += 1
+        size += stored.content_length
+    elapsed = time.perf_counter() - began
+    return {"files_s": copied / elapsed, "mib_s": size / MiB / elapsed}

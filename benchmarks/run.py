@@ -58,6 +58,8 @@ class Settings:
     s3_size: int = 64 * MiB
     s3_part: int = 8 * MiB
     upload_size: int = 1024 * MiB
+    migrate_files: int = 1000
+    migrate_largest: int = 512 * KiB
     force_python_client: bool = False
 
     @classmethod
@@ -70,6 +72,8 @@ class Settings:
             "lag_small": 1000,
             "s3_size": 16 * MiB,
             "upload_size": 64 * MiB,
+            "migrate_files": 100,
+            "migrate_largest": 128 * KiB,
             **overrides,
         }
         return cls(**values)
@@ -766,6 +770,72 @@ def run_s3(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]
     return rows, {label: results}
 
 
+def run_migrate(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]]:
+    """``depotx migrate`` against filedepot's copy loop: local → S3, and S3 → S3 (moto)."""
+    for module in ("depotx.storages.s3", "depot.io.boto3"):
+        missing = _importable(module)
+        if missing:
+            return [], {"skipped": f"{module} does not import: {missing}"}
+    moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which(
+        "moto_server"
+    )
+    if moto is None:
+        return [], {"skipped": "moto_server is not installed (pip install 'moto[server]')"}
+    root = Path(tempfile.mkdtemp(prefix="depotx-bench-migrate-"))
+    port = free_port()
+    server = Server(
+        "moto-migrate",
+        [moto, "-H", "127.0.0.1", "-p", str(port)],
+        port=port,
+        env={},
+        log_dir=log_dir,
+    )
+    bucket = "depotx-bench-migrate"
+    label = f"migrate {settings.migrate_files} files (0-{settings.migrate_largest // KiB} KiB)"
+    rows: list[Row] = []
+    raw: dict[str, Any] = {}
+    try:
+        raw["total_bytes"] = _run_async(
+            _inprocess.make_migration_source(root, settings.migrate_files, settings.migrate_largest)
+        )
+        with running([server]):
+            _run_async(_inprocess.ensure_bucket(server.url, bucket))
+            # The S3 source of S3 → S3: the same files, copied there once, untimed.
+            _run_async(_inprocess.migrate_depotx(root, server.url, bucket, "", "source/"))
+            for what, source_root, prefix in (
+                ("local → S3", root, ""),
+                ("S3 → S3 (server-side)", None, "source/"),
+            ):
+                scenario = f"{label}, {what}"
+                _log(f"{scenario}: depotx, filedepot x {settings.rounds} rounds")
+                results = _migrate_rounds(settings, server.url, bucket, source_root, prefix)
+                raw[scenario] = results
+                rows.append(
+                    _ratio_row(
+                        scenario,
+                        "files/s",
+                        _median([run["files_s"] for run in results["depotx"]]),
+                        "filedepot's loop (replace(stored, stored))",
+                        _median([run["files_s"] for run in results["filedepot"]]),
+                        1.0,
+                    )
+                )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return rows, raw
+
+
+def _migrate_rounds(
+    settings: Settings, endpoint: str, bucket: str, source_root: Path | None, prefix: str
+) -> dict[str, list[dict[str, Any]]]:
+    def measure(name: str) -> dict[str, Any]:
+        if name == "depotx":
+            return _run_async(_inprocess.migrate_depotx(source_root, endpoint, bucket, prefix))
+        return _inprocess.migrate_filedepot(source_root, endpoint, bucket, prefix)
+
+    return _interleave(settings.rounds, ["depotx", "filedepot"], measure)
+
+
 # -- output -----------------------------------------------------------------------------------
 
 
@@ -836,7 +906,7 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-GROUPS = ("http", "create", "lag", "s3", "upload")
+GROUPS = ("http", "create", "lag", "s3", "upload", "migrate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -876,6 +946,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 found, details = run_lag(settings)
             elif group == "upload":
                 found, details = run_upload(settings, log_dir)
+            elif group == "migrate":
+                found, details = run_migrate(settings, log_dir)
             else:
                 found, details = run_s3(settings, log_dir)
             rows += found
