@@ -721,3 +721,15 @@ async def test_key_layout_on_disk(
     await storage.delete("a/b/c.pdf")
     assert not (store_path / "a\\" / "b\\").exists()
     assert (store_path / "a\\").exists()  # still holds a/file
+
+
+async def test_writers_racing_over_the_staging_area_all_succeed(tmp_path: Path) -> None:
+    """The staging area is made and removed by concurrent writers: none may fail for it."""
+    storage = LocalFileStorage(tmp_path / "store", fsync=False)
+    for _ in range(3):
+        payloads = [bytes([n % 256]) * (n * 97 % 5000) for n in range(300)]
+        results = await asyncio.gather(
+            *(storage.create(data) for data in payloads), return_exceptions=True
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        assert failures == []

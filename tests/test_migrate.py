@@ -410,3 +410,41 @@ def test_a_killed_migration_resumes_from_its_journal(tmp_path: Path) -> None:
                 assert await stored.read() == data
 
     asyncio.run(check())
+
+
+async def test_two_thousand_mixed_files_including_filedepots(tmp_path: Path) -> None:
+    """2,000 files from 0 B to 20 MiB, unicode keys and files filedepot wrote, there and back."""
+    depot_local = pytest.importorskip("depot.io.local")
+    # fsync off: 4,000 synced writes measure the disk, not the migration.
+    source = LocalFileStorage(tmp_path / "src", fsync=False)
+    theirs = depot_local.LocalFileStorage(str(tmp_path / "src"))
+    expected: dict[str, bytes] = {}
+    for n in range(1990):
+        size = (n * 7919) % 70_000
+        data = os.urandom(size) if n % 50 == 0 else bytes([n % 256]) * size
+        key = f"docs/{n % 7}/файл {n}.bin" if n % 3 == 0 else None
+        file_id = await source.create(data, f"{n}.bin", file_id=key)
+        expected[file_id] = data
+    for n in range(8):  # written by filedepot itself
+        file_id = theirs.create(f"filedepot {n}".encode(), f"fd{n}.txt", "text/plain")
+        expected[file_id] = f"filedepot {n}".encode()
+    for _ in range(2):
+        file_id = await source.create(os.urandom(20 * 1024 * 1024), "big.bin")
+        expected[file_id] = b""  # checked by size and hash below
+    middle = MemoryFileStorage()
+    back = LocalFileStorage(tmp_path / "back", fsync=False)
+    first = await migrate(source, middle, concurrency=8, verify=True)
+    assert first.ok, list(first.failed.items())[:3]
+    assert len(first.copied) == 2000
+    second = await migrate(middle, back, concurrency=8)
+    assert second.ok
+    for file_id, data in expected.items():
+        async with await source.get(file_id) as a, await back.get(file_id) as b:
+            assert (b.filename, b.content_type) == (a.filename, a.content_type)
+            assert b.content_length == a.content_length
+            if data:
+                assert await b.read() == data
+    # filedepot reads the copies it did not write, and the ones it did.
+    copies = depot_local.LocalFileStorage(str(tmp_path / "back"))
+    fd_ids = [i for i, d in expected.items() if d.startswith(b"filedepot")]
+    assert all(copies.get(i).read().startswith(b"filedepot") for i in fd_ids)

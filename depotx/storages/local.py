@@ -753,7 +753,10 @@ class LocalFileStorage(FileStorage):
                 break
             except FileNotFoundError:
                 # No staging area yet, or the last writer just removed it (empty).
-                os.makedirs(self._staging, exist_ok=True)
+                # Another writer may make it, or remove it, at the same moment:
+                # either way, try again.
+                with contextlib.suppress(FileExistsError):
+                    os.makedirs(self._staging, exist_ok=True)
         else:
             os.mkdir(path)  # let the error speak
         if not stat_module.S_ISDIR(os.stat(self._staging, follow_symlinks=False).st_mode):
