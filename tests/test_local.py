@@ -357,6 +357,21 @@ async def test_cancelled_create_during_its_commit_completes(
     assert await _read(storage, file_id) == ("x.bin", b"x" * 10)
     assert sorted(p.name for p in store_path.iterdir()) == [file_id]
 
+    # The cancellation is not lost: a task writing in a loop stops at its next await.
+    in_commit.clear()
+    stored: list[str] = []
+
+    async def loop_of_writes() -> None:
+        for n in range(5):
+            stored.append(await storage.create(b"y", f"{n}.bin"))
+
+    loop_task = asyncio.ensure_future(loop_of_writes())
+    await asyncio.to_thread(in_commit.wait, 5)
+    loop_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop_task
+    assert len(stored) == 1, "the write in its commit completed, the next one never started"
+
 
 async def test_cancelled_create_before_its_commit_leaves_nothing(
     storage: LocalFileStorage, store_path: Path

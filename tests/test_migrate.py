@@ -24,14 +24,9 @@ from depotx import (
 )
 from tests.conftest import BACKEND_FACTORIES
 
-PAIRS = [
-    ("local", "memory"),
-    ("memory", "local"),
-    ("local", "s3"),
-    ("s3", "local"),
-    ("gridfs-mongomock", "local"),
-    ("local", "gridfs-mongomock"),
-]
+_KINDS = ("local", "memory", "s3", "gridfs-mongomock")
+#: Every ordered pair of the four backends.
+PAIRS = [(a, b) for a in _KINDS for b in _KINDS if a != b]
 
 
 @pytest.fixture(params=PAIRS, ids=["->".join(pair) for pair in PAIRS])
@@ -340,8 +335,9 @@ async def test_s3_to_s3_on_one_service_copies_inside_it(
     await destination.aclose()
 
 
-def test_a_killed_migration_resumes_from_its_journal(tmp_path: Path) -> None:
-    """SIGKILL mid-run (no cleanup of any kind), then the same command again."""
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_a_killed_migration_resumes_from_its_journal(tmp_path: Path, how: str) -> None:
+    """SIGKILL (no cleanup of any kind) or Ctrl-C mid-run, then the same command again."""
     import sqlite3
     import time
 
@@ -389,7 +385,13 @@ def test_a_killed_migration_resumes_from_its_journal(tmp_path: Path) -> None:
                         recorded = db.execute("SELECT count(*) FROM files").fetchone()[0]
                     except sqlite3.OperationalError:
                         recorded = 0
-        process.kill()
+        if how == "SIGKILL":
+            process.kill()
+        else:
+            import signal
+
+            process.send_signal(signal.SIGINT)  # Ctrl-C: stops cleanly
+            assert process.wait(30) == 130
     finally:
         process.wait(10)
     with contextlib.closing(sqlite3.connect(journal)) as db:

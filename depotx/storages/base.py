@@ -83,9 +83,11 @@ async def commit_or_cancel(step: Awaitable[_T]) -> _T:
 
     Cancelling a task cannot stop a thread renaming files or a request the server
     already acted on. So the step runs to its end whatever happens to the caller:
-    if it committed, the call returns normally (the cancellation came too late to
-    matter); if it failed, the caller sees the cancellation it asked for. A caller
-    therefore never gets ``CancelledError`` for a write that took place.
+    if it committed, the call returns normally (the cancellation came too late for
+    it) and the cancellation is requested again for the caller's next ``await``;
+    if it failed, the caller sees the cancellation it asked for. A caller
+    therefore never gets ``CancelledError`` for a write that took place, and a
+    task that was cancelled still stops.
     """
     task = asyncio.ensure_future(step)
     try:
@@ -96,6 +98,15 @@ async def commit_or_cancel(step: Awaitable[_T]) -> _T:
                 await asyncio.wait([task])
         if task.cancelled() or task.exception() is not None:
             raise
+        # Committed: this call returns normally, and the cancellation is delivered
+        # again at the caller's next await, so a loop of writes (or a timeout around
+        # one) still stops instead of losing the request.
+        caller = asyncio.current_task()
+        if caller is not None:
+            uncancel = getattr(caller, "uncancel", None)  # Python 3.11+
+            if uncancel is not None:
+                uncancel()
+            asyncio.get_running_loop().call_soon(caller.cancel)
         return task.result()
 
 
