@@ -500,7 +500,11 @@ def _parser() -> argparse.ArgumentParser:
     migrate_cmd.add_argument(
         "--ids", metavar="FILE", help="only the ids listed in FILE, one a line ('-': stdin)"
     )
-    migrate_cmd.add_argument("--concurrency", type=int, default=4, help="files copied at once")
+    migrate_cmd.add_argument(
+        "--concurrency",
+        type=int,
+        help="files copied at once (default: 4 between local and memory storages, else 8)",
+    )
     migrate_cmd.add_argument(
         "--verify", action="store_true", help="re-read every copy and compare its SHA-256"
     )

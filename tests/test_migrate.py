@@ -450,3 +450,14 @@ async def test_two_thousand_mixed_files_including_filedepots(tmp_path: Path) -> 
     copies = depot_local.LocalFileStorage(str(tmp_path / "back"))
     fd_ids = [i for i, d in expected.items() if d.startswith(b"filedepot")]
     assert all(copies.get(i).read().startswith(b"filedepot") for i in fd_ids)
+
+
+def test_default_concurrency_suits_the_pair(tmp_path: Path) -> None:
+    from depotx.migrate import default_concurrency
+
+    local = LocalFileStorage(tmp_path)
+    assert default_concurrency(local, MemoryFileStorage()) == 4
+    from depotx.storages.s3 import S3Storage
+
+    remote = S3Storage(bucket="b", access_key_id="k", secret_access_key="s")
+    assert default_concurrency(local, remote) == 8
