@@ -753,3 +753,47 @@ class StorageContract:
         with pytest.raises(InvalidFileIdError):
             await storage.put(bad_key, b"x")
         assert await _ids(storage) == set()
+
+    async def test_keys_under_churn_stay_consistent(self, storage: FileStorage) -> None:
+        """Creates, puts, replaces, deletes and reads of nested keys, all at once.
+
+        Only not-found and exists errors are allowed, and every read is one whole
+        version: the bytes name the key and the version recorded as the filename.
+        """
+        keys = ["a", "a/b", "a/b/c", "k/file", "k/.lock", "k", "x y/é"]
+        unexpected: list[str] = []
+        bad_reads: list[str] = []
+
+        async def worker(seed: int) -> None:
+            for step in range(40):
+                key = keys[(seed * 31 + step * 7) % len(keys)]
+                version = f"{seed}-{step}"
+                data = f"{key}|{version}|".encode() * (1 + (seed * step) % 3000)
+                operation = (seed + step) % 5
+                try:
+                    if operation == 0:
+                        await storage.create(data, version, file_id=key)
+                    elif operation == 1:
+                        await storage.put(key, data, version)
+                    elif operation == 2:
+                        await storage.replace(key, data, version)
+                    elif operation == 3:
+                        await storage.delete(key)
+                    else:
+                        async with await storage.get(key) as stored:
+                            got = await stored.read()
+                        prefix = f"{key}|{stored.filename}|".encode()
+                        if not got.startswith(prefix) or len(got) != stored.content_length:
+                            bad_reads.append(key)
+                except (StoredFileNotFoundError, StoredFileExistsError, StoredFileChangedError):
+                    pass
+                except Exception as exc:  # noqa: BLE001 - collected and reported below
+                    unexpected.append(f"{key}: {type(exc).__name__}: {exc}")
+
+        await asyncio.gather(*(worker(seed) for seed in range(8)))
+        assert unexpected == []
+        assert bad_reads == []
+        listed = [i async for i in storage.list()]
+        assert listed == sorted(listed)
+        for key in listed:
+            assert await storage.exists(key)

@@ -732,6 +732,13 @@ async def test_key_layout_on_disk(
     with pytest.raises(BackendError, match="symbolic link"):
         await storage.get("evil/x")
     assert "evil/x" not in {i async for i in storage.list()}
+    # Nor is a write sent through it, out of the store.
+    with pytest.raises(BackendError, match="symbolic link"):
+        await storage.create(b"escape?", file_id="evil/new")
+    with pytest.raises(BackendError, match="symbolic link"):
+        await storage.put("evil/x", b"escape?")
+    assert sorted(p.name for p in outside.iterdir()) == ["x"]
+    assert (outside / "x" / "file").read_bytes() == b"secret"
     # Deleting the last key under a prefix removes the prefix folders it leaves empty.
     await storage.delete("a/b/c.pdf")
     assert not (store_path / "a\\" / "b\\").exists()

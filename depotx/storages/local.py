@@ -243,6 +243,11 @@ def _locked(folder_fd: int, *, exclusive: bool) -> Iterator[None]:
         flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC
         try:
             fd = os.open(LOCK, flags, 0o644, dir_fd=folder_fd)
+        except FileNotFoundError:
+            # The folder was deleted (and emptied) since it was opened: it is dead,
+            # nothing can change it any more, and callers find it is not live.
+            yield
+            return
         except OSError as exc:
             if exclusive or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
@@ -839,46 +844,66 @@ class LocalFileStorage(FileStorage):
                 self._discard_stage(stage)
 
     def _publish(self, file_id: str, stage: str) -> bool:
-        """Rename the staged folder to ``file_id``; ``False`` if the id is taken."""
-        target = self._folder(file_id)
-        parent = os.path.dirname(target)
+        """Rename the staged folder to ``file_id``; ``False`` if the id is taken.
+
+        The rename goes through the descriptor of the key's parent folder, reached
+        without following any link: a link planted among the prefix folders can
+        never send a write out of ``storage_path``.
+        """
+        name = self._folder(file_id).rsplit(os.sep, 1)[-1]
         for _ in range(8):
             try:
-                os.rename(stage, target)
-                break
+                parent_fd = self._open_parent(file_id)
+            except FileNotFoundError:
+                continue  # a delete removed an empty prefix folder while it was walked
+            try:
+                os.rename(stage, name, dst_dir_fd=parent_fd)
             except FileNotFoundError:
                 if os.path.lexists(stage):
-                    # The key's prefix folders do not exist yet, or a delete just
-                    # removed an empty one: make them, and try again.
-                    self._make_prefix_folders(file_id)
-                    continue
+                    continue  # a delete removed an empty prefix folder meanwhile: again
                 raise
             except OSError as exc:
                 if exc.errno in _TAKEN_ERRNOS:
                     return False
                 raise
-        else:
-            os.rename(stage, target)  # let the error speak
-        if self.fsync:
-            parent_fd = os.open(parent, _DIR_FLAGS)
-            try:
-                _fsync_folder(parent_fd)
+            else:
+                if self.fsync:
+                    _fsync_folder(parent_fd)
+                break
             finally:
                 os.close(parent_fd)
+        else:
+            raise BackendError(f"{self._label()}: {file_id!r}: its prefix folders kept vanishing")
         with contextlib.suppress(OSError):  # the staging area is hidden; only tidy if empty
             os.rmdir(self._staging)
         return True
 
-    def _make_prefix_folders(self, file_id: str) -> None:
-        """Create the prefix folders of a key, refusing any that is a link."""
-        path = self.storage_path
-        for part in file_id.split("/")[:-1]:
-            path = os.path.join(path, part + PREFIX_MARK)
-            try:
-                os.mkdir(path)
-            except FileExistsError:
-                if not stat_module.S_ISDIR(os.stat(path, follow_symlinks=False).st_mode):
-                    raise _LinkRefused(path) from None
+    def _open_parent(self, file_id: str) -> int:
+        """A descriptor of the folder that holds ``file_id``'s folder, made if missing.
+
+        Each prefix folder is opened (or created) inside the last one, never
+        through a link.
+        """
+        fd = os.open(self.storage_path, os.O_RDONLY | _CLOEXEC)  # the root may be a link
+        try:
+            for part in file_id.split("/")[:-1]:
+                component = part + PREFIX_MARK
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(component, dir_fd=fd)
+                try:
+                    inner = os.open(component, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    mode = os.stat(component, dir_fd=fd, follow_symlinks=False).st_mode
+                    if stat_module.S_ISLNK(mode):
+                        path = os.path.join(self.storage_path, component)
+                        raise _LinkRefused(path) from exc
+                    raise
+                os.close(fd)
+                fd = inner
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _remove_empty_prefix_folders(self, file_id: str) -> None:
         """After a delete, remove the prefix folders the key leaves empty."""
@@ -899,7 +924,7 @@ class LocalFileStorage(FileStorage):
         """
         path = self._folder(file_id)
         try:
-            folder_fd = _open_folder(path)
+            folder_fd = self._open_key_folder(file_id)
         except FileNotFoundError as exc:
             if required:
                 raise StoredFileNotFoundError(file_id, self.name) from exc
