@@ -11,23 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
 from . import _http
-from ._exceptions import StoredFileChangedError
+from ._exceptions import InvalidFileIdError, StoredFileChangedError, StoredFileNotFoundError
 from ._files import StoredFile, aclose_iterator
 
 __all__ = [
     "DEFAULT_SERVE_CHUNK_SIZE",
+    "MAX_ATTEMPTS",
     "HeadersFor",
     "failure_status",
     "request_fields",
     "send_plan",
     "send_stored",
+    "serve_file",
 ]
+
+#: How often a file replaced between opening and its first byte is opened again
+#: before giving up with 503; a replace would have to win this race every time.
+MAX_ATTEMPTS = 3
 
 logger = logging.getLogger("depotx")
 
@@ -81,6 +88,62 @@ async def send_plan(send: Send, plan: _http.Plan) -> None:
     """Send an answer whose body is fixed (an error, a 304, any answer to HEAD)."""
     await send({"type": "http.response.start", "status": plan.status, "headers": plan.headers})
     await send({"type": "http.response.body", "body": plan.body if plan.send_body else b""})
+
+
+async def serve_file(
+    open_file: Callable[[], Awaitable[StoredFile]],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    label: str,
+    first: StoredFile | None = None,
+    before_send: Callable[[StoredFile], Awaitable[bool]] | None = None,
+    **options: Any,
+) -> None:
+    """Answer with a file, opening it again when it changed before its first byte.
+
+    The one retry loop: ``first`` (an already open file, closed here) or
+    ``open_file()`` gives the file; ``before_send`` may answer instead (a
+    redirect) by returning ``True``; else :func:`send_stored` answers with
+    ``options``. A missing file is a 404, a failing backend a 502/503 (logged
+    with its cause, naming ``label``), a file that keeps changing a 503.
+    """
+    head = scope["method"] == "HEAD"
+    stored = first
+    for _ in range(MAX_ATTEMPTS):
+        if stored is None:
+            try:
+                stored = await open_file()
+            except (StoredFileNotFoundError, InvalidFileIdError):
+                await send_plan(send, _http.error_plan(404, head=head))
+                return
+            except StoredFileChangedError:
+                break  # it cannot be opened again: as if it kept changing
+            except Exception as exc:  # any backend failure is a 502/503, logged
+                status = failure_status(exc)
+                logger.error(  # noqa: TRY400 - exc_info given explicitly
+                    "depotx: serving %s failed (%d): %s", label, status, exc, exc_info=exc
+                )
+                await send_plan(send, _http.error_plan(status, head=head))
+                return
+        try:
+            if before_send is not None and await before_send(stored):
+                return
+            if await send_stored(stored, scope, receive, send, **options):
+                return
+        finally:
+            await _release(stored)
+        stored = None  # replaced since it was opened, and nothing sent yet: again
+    logger.error("depotx: %s kept changing while it was opened (%d attempts)", label, MAX_ATTEMPTS)
+    await send_plan(send, _http.error_plan(503, head=head))
+
+
+async def _release(stored: StoredFile) -> None:
+    try:
+        await stored.aclose()
+    except Exception as exc:
+        logger.warning("depotx: closing %r failed: %s", stored, exc, exc_info=exc)
 
 
 async def send_stored(

@@ -26,23 +26,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import _http, _signing
 from ._exceptions import (
     ConfigurationError,
-    InvalidFileIdError,
     StorageNotFoundError,
-    StoredFileNotFoundError,
 )
 from ._files import StoredFile
 from ._ids import is_valid_file_id
 from ._manager import DepotManager, StorageManager
-from ._serving import DEFAULT_SERVE_CHUNK_SIZE, failure_status, send_plan, send_stored
+from ._serving import DEFAULT_SERVE_CHUNK_SIZE, failure_status, send_plan, serve_file
 from .storages.base import FileStorage
 
 __all__ = ["DepotMiddleware"]
 
 logger = logging.getLogger("depotx")
-
-#: How often a file replaced between ``get`` and its first byte is re-opened
-#: before giving up with 503; a replace would have to win this race every time.
-MAX_ATTEMPTS = 3
 
 _ALLOW = (b"allow", b"GET, HEAD")
 # Characters left alone when a public URL is made header-safe: the URL syntax
@@ -214,51 +208,34 @@ class DepotMiddleware:
                 return
         download = signed is not None and signed.download
         filename = signed.filename if signed is not None else None
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                stored = await storage.get(file_id)
-            except (StoredFileNotFoundError, InvalidFileIdError):
-                await send_plan(send, _http.error_plan(404, head=head))
-                return
-            except Exception as exc:  # noqa: BLE001 - any backend failure is a 502, logged
-                await self._backend_failure(send, head, storage, file_id, exc)
-                return
-            try:
-                if self.redirect_to_public_url:
-                    if restricted:
-                        # Never a lasting public URL: one that expires no later than
-                        # the signature, with the disposition rules and overrides.
-                        url = storage.temporary_url(
-                            stored, expires_in=remaining, download=download, filename=filename
-                        )
-                    else:
-                        url = stored.public_url
-                    if url:
-                        await _send_redirect(send, url)
-                        return
-                answered = await send_stored(
-                    stored,
-                    scope,
-                    receive,
-                    send,
-                    cache_control=cache_control,
-                    headers_for=self._headers_for,
-                    inline_active=storage.inline_active_content is True,
-                    download=download,
-                    filename=filename,
-                    chunk_size=self.chunk_size,
+
+        async def redirect(stored: StoredFile) -> bool:
+            if restricted:
+                # Never a lasting public URL: one that expires no later than the
+                # signature, with the disposition rules and overrides.
+                url = storage.temporary_url(
+                    stored, expires_in=remaining, download=download, filename=filename
                 )
-                if answered:
-                    return
-            finally:
-                await _release(stored)
-        logger.error(
-            "depotx: %s/%s kept changing while it was opened (%d attempts)",
-            storage.name,
-            file_id,
-            MAX_ATTEMPTS,
+            else:
+                url = stored.public_url
+            if url:
+                await _send_redirect(send, url)
+            return bool(url)
+
+        await serve_file(
+            lambda: storage.get(file_id),
+            scope,
+            receive,
+            send,
+            label=f"{storage.name}/{file_id}",
+            before_send=redirect if self.redirect_to_public_url else None,
+            cache_control=cache_control,
+            headers_for=self._headers_for,
+            inline_active=storage.inline_active_content is True,
+            download=download,
+            filename=filename,
+            chunk_size=self.chunk_size,
         )
-        await send_plan(send, _http.error_plan(503, head=head))
 
     async def _authorized(
         self, scope: Scope, storage: FileStorage, name: str, file_id: str
@@ -324,10 +301,3 @@ async def _send_redirect(send: Send, url: str) -> None:
     ]
     await send({"type": "http.response.start", "status": 307, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
-
-
-async def _release(stored: StoredFile) -> None:
-    try:
-        await stored.aclose()
-    except Exception as exc:
-        logger.warning("depotx: closing %r failed: %s", stored, exc, exc_info=exc)

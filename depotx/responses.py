@@ -18,17 +18,13 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from . import _http
-from ._exceptions import StoredFileNotFoundError
+from ._exceptions import StoredFileChangedError
 from ._files import StoredFile
-from ._serving import DEFAULT_SERVE_CHUNK_SIZE, failure_status, send_plan, send_stored
+from ._serving import DEFAULT_SERVE_CHUNK_SIZE, serve_file
 
 __all__ = ["StoredFileResponse"]
 
 logger = logging.getLogger("depotx")
-
-#: How often a file replaced between ``get`` and its first byte is re-opened.
-MAX_ATTEMPTS = 3
 
 
 class StoredFileResponse(Response):
@@ -75,47 +71,24 @@ class StoredFileResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stored = self.stored
         storage = stored.storage
-        cache_control = (b"cache-control", self.cache_control.encode("latin-1"))
-        inline_active = storage is not None and storage.inline_active_content is True
-        try:
-            for attempt in range(MAX_ATTEMPTS):
-                answered = await send_stored(
-                    stored,
-                    scope,
-                    receive,
-                    send,
-                    cache_control=cache_control,
-                    inline_active=inline_active,
-                    download=self.download,
-                    filename=self.filename,
-                    chunk_size=self.chunk_size,
-                )
-                if answered:
-                    break
-                # Replaced since it was opened, and nothing sent yet: open it again.
-                if storage is None or attempt == MAX_ATTEMPTS - 1:
-                    logger.error("depotx: %s kept changing while it was opened", stored.file_id)
-                    await send_plan(send, _http.error_plan(503, head=scope.get("method") == "HEAD"))
-                    break
-                await stored.aclose()
-                head = scope.get("method") == "HEAD"
-                try:
-                    stored = await storage.get(stored.file_id)
-                except StoredFileNotFoundError:
-                    await send_plan(send, _http.error_plan(404, head=head))
-                    break
-                except Exception as exc:  # a backend failure is a 502/503, logged
-                    status = failure_status(exc)
-                    logger.error(  # noqa: TRY400 - exc_info given explicitly
-                        "depotx: re-opening %s failed (%d): %s",
-                        stored.file_id,
-                        status,
-                        exc,
-                        exc_info=exc,
-                    )
-                    await send_plan(send, _http.error_plan(status, head=head))
-                    break
-        finally:
-            await stored.aclose()
+
+        async def reopen() -> StoredFile:
+            if storage is None:  # a file of no storage cannot be opened again
+                raise StoredFileChangedError(stored.file_id)
+            return await storage.get(stored.file_id)
+
+        await serve_file(
+            reopen,
+            scope,
+            receive,
+            send,
+            label=stored.file_id if storage is None else f"{storage.name}/{stored.file_id}",
+            first=stored,
+            cache_control=(b"cache-control", self.cache_control.encode("latin-1")),
+            inline_active=storage is not None and storage.inline_active_content is True,
+            download=self.download,
+            filename=self.filename,
+            chunk_size=self.chunk_size,
+        )
         if self.background is not None:
             await self.background()
