@@ -755,3 +755,13 @@ async def test_writers_racing_over_the_staging_area_all_succeed(tmp_path: Path) 
         )
         failures = [r for r in results if isinstance(r, BaseException)]
         assert failures == []
+
+
+async def test_nested_keys_work_when_the_storage_path_itself_is_a_link(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "linked").symlink_to(real)
+    storage = LocalFileStorage(tmp_path / "linked")
+    await storage.create(b"deep", file_id="a/b/c.txt")
+    assert await _read(storage, "a/b/c.txt") == ("unnamed", b"deep")
+    assert await storage.exists("a/b/c.txt")

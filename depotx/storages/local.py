@@ -204,20 +204,22 @@ def _nofollow_error(exc: OSError, path: str) -> OSError:
     return _LinkRefused(path) if exc.errno in _LINK_ERRNOS else exc
 
 
-def _open_folder(path: str) -> int:
-    """A descriptor of the folder at ``path``, never through a symbolic link.
+def _open_folder(name: str, dir_fd: int | None = None, *, shown: str | None = None) -> int:
+    """A descriptor of the folder ``name`` (inside ``dir_fd``), never through a link.
 
-    ``FileNotFoundError`` when there is no folder there (a plain file counts as none).
+    ``FileNotFoundError`` when there is no folder there (a plain file counts as
+    none); :class:`_LinkRefused` for a link. ``shown`` is the path errors name.
     """
+    shown = shown or name
     try:
-        return os.open(path, _DIR_FLAGS)
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
     except NotADirectoryError as exc:
         # Linux answers ENOTDIR for a link when O_DIRECTORY and O_NOFOLLOW meet.
-        if os.path.islink(path):
-            raise _LinkRefused(path) from exc
-        raise FileNotFoundError(errno.ENOENT, "not a folder", path) from exc
+        if stat_module.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            raise _LinkRefused(shown) from exc
+        raise FileNotFoundError(errno.ENOENT, "not a folder", shown) from exc
     except OSError as exc:
-        raise _nofollow_error(exc, path) from exc
+        raise _nofollow_error(exc, shown) from exc
 
 
 def _opener(folder_fd: int) -> Callable[[str, int], int]:
@@ -499,26 +501,11 @@ class LocalFileStorage(FileStorage):
         """
         if "/" not in file_id:
             return _open_folder(self._folder(file_id))
-        relative = self._folder(file_id)[len(self._root) :]
-        fd = _open_folder(self.storage_path)
+        parent = self._open_parent(file_id, create=False)
         try:
-            for component in relative.split(os.sep):
-                try:
-                    inner = os.open(component, _DIR_FLAGS, dir_fd=fd)
-                except NotADirectoryError as exc:
-                    # Linux answers ENOTDIR for a link when O_DIRECTORY and O_NOFOLLOW meet.
-                    mode = os.stat(component, dir_fd=fd, follow_symlinks=False).st_mode
-                    if stat_module.S_ISLNK(mode):
-                        raise _LinkRefused(os.path.join(self.storage_path, relative)) from exc
-                    raise FileNotFoundError(errno.ENOENT, "not a folder", component) from exc
-                except OSError as exc:
-                    raise _nofollow_error(exc, os.path.join(self.storage_path, relative)) from exc
-                os.close(fd)
-                fd = inner
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+            return _open_folder(file_id.rsplit("/", 1)[1], parent, shown=self._folder(file_id))
+        finally:
+            os.close(parent)
 
     def _open(self, file_id: str) -> tuple[LocalStoredFile, _Cached]:
         try:
@@ -878,26 +865,22 @@ class LocalFileStorage(FileStorage):
             os.rmdir(self._staging)
         return True
 
-    def _open_parent(self, file_id: str) -> int:
-        """A descriptor of the folder that holds ``file_id``'s folder, made if missing.
+    def _open_parent(self, file_id: str, *, create: bool = True) -> int:
+        """A descriptor of the folder that holds ``file_id``'s folder.
 
-        Each prefix folder is opened (or created) inside the last one, never
-        through a link.
+        Each prefix folder is opened (and with ``create`` made if missing) inside
+        the last one, never through a link; the root itself may be one.
         """
-        fd = os.open(self.storage_path, os.O_RDONLY | _CLOEXEC)  # the root may be a link
+        fd = os.open(self.storage_path, os.O_RDONLY | _CLOEXEC)
         try:
             for part in file_id.split("/")[:-1]:
                 component = part + PREFIX_MARK
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(component, dir_fd=fd)
-                try:
-                    inner = os.open(component, _DIR_FLAGS, dir_fd=fd)
-                except OSError as exc:
-                    mode = os.stat(component, dir_fd=fd, follow_symlinks=False).st_mode
-                    if stat_module.S_ISLNK(mode):
-                        path = os.path.join(self.storage_path, component)
-                        raise _LinkRefused(path) from exc
-                    raise
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(component, dir_fd=fd)
+                inner = _open_folder(
+                    component, fd, shown=os.path.join(self.storage_path, component)
+                )
                 os.close(fd)
                 fd = inner
         except BaseException:
