@@ -286,6 +286,7 @@ class StorageManager:
         storage_name, file_id = split_path(path)
         storage_name = self.resolve_alias(storage_name)
         storage = self._storages[storage_name]
+        route = f"{self._mountpoint}/{storage_name}/{url_quote(file_id)}"
         if expires_in is None:
             if download or filename is not None:
                 raise ConfigurationError(
@@ -299,7 +300,7 @@ class StorageManager:
             public = storage.public_url(file_id)  # validated by split_path and the storage
             if public:
                 return public
-            return f"{self._mountpoint}/{storage_name}/{url_quote(file_id)}"
+            return route
         seconds = (
             expires_in.total_seconds() if isinstance(expires_in, timedelta) else float(expires_in)
         )
@@ -316,7 +317,7 @@ class StorageManager:
         query = sign_file_query(
             self._keys, storage_name, file_id, expires=expires, download=download, filename=filename
         )
-        return f"{self._mountpoint}/{storage_name}/{url_quote(file_id)}?{query}"
+        return f"{route}?{query}"
 
     @property
     def mountpoint(self) -> str:

@@ -23,7 +23,7 @@ from ._exceptions import ConfigurationError, DepotError
 from ._ids import split_path
 from ._manager import StorageManager
 from .migrate import MigrationProgress, migrate
-from .server import LOG_LEVELS
+from .server import LOG_LEVELS, human_size
 
 __all__ = ["build_manager", "load_settings", "main", "safe_basename"]
 
@@ -276,14 +276,6 @@ async def _url(manager: StorageManager, args: argparse.Namespace) -> int:
     return 0
 
 
-def _human_bytes(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"  # pragma: no cover - the loop always returns
-
-
 class _Progress:
     """A progress line: redrawn in place on a terminal, a plain line every few seconds else."""
 
@@ -302,7 +294,7 @@ class _Progress:
         eta = progress.eta
         line = (
             f"{progress.files_done}/{progress.total_files} files, "
-            f"{_human_bytes(progress.bytes_done)}, {_human_bytes(progress.rate)}/s, "
+            f"{human_size(progress.bytes_done)}, {human_size(progress.rate)}/s, "
             f"{progress.failed} failed"
             + (f", ETA {eta:.0f} s" if eta is not None and not finished else "")
         )
@@ -347,13 +339,13 @@ async def _migrate(manager: StorageManager, args: argparse.Namespace) -> int:
             print(f"{file_id}\t{size}")
         total = sum(report.planned.values())
         print(
-            f"would copy {len(report.planned)} files, {_human_bytes(total)}; "
+            f"would copy {len(report.planned)} files, {human_size(total)}; "
             f"{len(report.skipped)} already there, {len(report.failed)} not possible"
         )
     else:
         print(
             f"copied {len(report.copied)}, skipped {len(report.skipped)}, failed "
-            f"{len(report.failed)}; {_human_bytes(report.bytes)} in {report.elapsed:.1f} s"
+            f"{len(report.failed)}; {human_size(report.bytes)} in {report.elapsed:.1f} s"
         )
     for file_id, reason in report.failed.items():
         if not args.json:

@@ -195,13 +195,14 @@ def _check_multipart() -> None:
         raise MissingDependencyError("server", "python-multipart")
 
 
-def _human(size: int) -> str:
+def human_size(size: float) -> str:
+    """``size`` bytes for people: ``512 B``, ``1.5 KiB`` ... ``2.0 TiB``."""
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
+        if value < 1024:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{size} B"  # pragma: no cover - the loop always returns
+    return f"{value:.1f} TiB"
 
 
 _PAGE = """<!doctype html>
@@ -326,7 +327,7 @@ def create_app(
                     url=html.escape(item["url"]),
                     name=html.escape(item["filename"]),
                     type=html.escape(item["content_type"]),
-                    size=html.escape(_human(item["size"])),
+                    size=html.escape(human_size(item["size"])),
                 )
                 for item in files
             )
@@ -353,7 +354,7 @@ def create_app(
             f'&middot; <a href="{root}/?sort={other}">sort {switch}</a> {" ".join(links)}</p>'
         )
         limit = (
-            f" &middot; uploads up to {html.escape(_human(max_upload_size))}"
+            f" &middot; uploads up to {html.escape(human_size(max_upload_size))}"
             if max_upload_size is not None
             else ""
         )

@@ -14,7 +14,15 @@ import abc
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -51,7 +59,10 @@ def utcnow() -> datetime:
 
 
 async def fold_listing(
-    ids: AsyncIterator[str], prefix: str, start_after: str | None, delimiter: str | None
+    ids: AsyncIterable[str] | Iterable[str],
+    prefix: str,
+    start_after: str | None,
+    delimiter: str | None,
 ) -> AsyncIterator[str]:
     """Apply ``list()``'s rules to ids already in code point order, all under ``prefix``.
 
@@ -62,7 +73,7 @@ async def fold_listing(
     """
     skip_folder = start_after if start_after is not None and start_after.endswith("/") else None
     last_folder: str | None = None
-    async for file_id in ids:
+    async for file_id in _aiter(ids):
         if start_after is not None and file_id <= start_after:
             continue
         if skip_folder is not None and file_id.startswith(skip_folder):
@@ -76,6 +87,15 @@ async def fold_listing(
                     yield folder
                 continue
         yield file_id
+
+
+async def _aiter(ids: AsyncIterable[str] | Iterable[str]) -> AsyncIterator[str]:
+    if isinstance(ids, AsyncIterable):
+        async for file_id in ids:
+            yield file_id
+    else:
+        for file_id in ids:
+            yield file_id
 
 
 async def commit_or_cancel(step: Awaitable[_T]) -> _T:

@@ -103,11 +103,6 @@ def _object_id(file_id: str) -> Any:
     return file_id
 
 
-async def _iterate(ids: list[str]) -> AsyncIterator[str]:
-    for file_id in ids:
-        yield file_id
-
-
 def _millis(value: object) -> int | None:
     if not isinstance(value, datetime):
         return None
@@ -621,7 +616,7 @@ class GridFSStorage(FileStorage):
         # ObjectIds and strings do not sort together in MongoDB (and ObjectIds
         # sort as bytes, not as their hex): the ids are sorted here, in memory.
         ids = sorted([file_id async for file_id in self._ids({}) if file_id.startswith(prefix)])
-        async for file_id in fold_listing(_iterate(ids), prefix, start_after, delimiter):
+        async for file_id in fold_listing(ids, prefix, start_after, delimiter):
             yield file_id
 
     # -- GridFS-specific lookups ------------------------------------------------

@@ -80,10 +80,5 @@ class MemoryFileStorage(FileStorage):
         self, prefix: str, start_after: str | None, delimiter: str | None
     ) -> AsyncIterator[str]:
         ids = sorted(file_id for file_id in self._files if file_id.startswith(prefix))
-        async for file_id in fold_listing(_iterate(ids), prefix, start_after, delimiter):
+        async for file_id in fold_listing(ids, prefix, start_after, delimiter):
             yield file_id
-
-
-async def _iterate(ids: list[str]) -> AsyncIterator[str]:
-    for file_id in ids:
-        yield file_id
