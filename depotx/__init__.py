@@ -32,7 +32,7 @@ from .responses import StoredFileResponse
 from .storages.base import FileStorage
 from .storages.local import LocalFileStorage
 from .storages.memory import MemoryFileStorage
-from .uploads import ReceivedFile, ReceivedUpload, receive_upload
+from .uploads import ReceivedFile, ReceivedUpload, TusApp, TusUpload, receive_upload
 
 __version__ = "0.1.0"
 
@@ -59,6 +59,8 @@ __all__ = [
     "StoredFileExistsError",
     "StoredFileNotFoundError",
     "StoredFileResponse",
+    "TusApp",
+    "TusUpload",
     "ValidationError",
     "__version__",
     "migrate",

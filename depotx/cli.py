@@ -22,8 +22,10 @@ from ._config import MANAGER_KEYS, env_settings
 from ._exceptions import ConfigurationError, DepotError
 from ._ids import split_path
 from ._manager import StorageManager
+from ._units import human_size
 from .migrate import MigrationProgress, migrate
-from .server import LOG_LEVELS, human_size
+from .server import LOG_LEVELS
+from .storages.local import LocalFileStorage
 
 __all__ = ["build_manager", "load_settings", "main", "safe_basename"]
 
@@ -554,6 +556,12 @@ def _parser() -> argparse.ArgumentParser:
         help="another host name the server answers to (repeatable); it always answers to "
         "--host, localhost, 127.0.0.1 and ::1",
     )
+    serve.add_argument(
+        "--tus-staging",
+        metavar="DIR",
+        help="folder keeping unfinished resumable (tus) uploads, kept across restarts "
+        "(default: $XDG_CACHE_HOME/depotx/tus)",
+    )
     return parser
 
 
@@ -569,6 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from .server import serve
 
+            staging = None if args.tus_staging is None else LocalFileStorage(args.tus_staging)
             serve(
                 manager,
                 host=args.host,
@@ -576,6 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_upload_size=args.max_upload_size,
                 log_level=args.log_level,
                 allowed_hosts=args.allowed_host,
+                tus_staging=staging,
             )
             return 0
         return asyncio.run(_run(manager, args))

@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._exceptions import (
@@ -37,8 +37,10 @@ from ._exceptions import (
 )
 from ._files import StoredFile
 from ._manager import DEFAULT_MOUNTPOINT, StorageManager
+from ._units import human_size, too_large_message
 from .middleware import DepotMiddleware
-from .uploads import receive_upload
+from .storages.base import FileStorage
+from .uploads import TusApp, receive_upload
 
 __all__ = ["create_app", "serve"]
 
@@ -170,9 +172,7 @@ async def _refuse(send: Send, status: int, message: str) -> None:
 
 
 def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse(
-        {"error": f"the file is larger than the upload limit of {limit} bytes"}, status_code=413
-    )
+    return JSONResponse({"error": too_large_message(limit)}, status_code=413)
 
 
 def _page_link(root: str, page: int, order: str, rel: str) -> str:
@@ -193,16 +193,6 @@ def _check_multipart() -> None:
         importlib.util.find_spec("multipart") is None
     ):
         raise MissingDependencyError("server", "python-multipart")
-
-
-def human_size(size: float) -> str:
-    """``size`` bytes for people: ``512 B``, ``1.5 KiB`` ... ``2.0 TiB``."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 _PAGE = """<!doctype html>
@@ -238,9 +228,15 @@ def create_app(
     max_upload_size: int | None = None,
     mountpoint: str = DEFAULT_MOUNTPOINT,
     allowed_hosts: Iterable[str] | None = None,
+    tus_staging: str | FileStorage | None = None,
 ) -> Starlette:
     """The ``depotx serve`` app over ``manager``'s default storage.
 
+    Uploads arrive by ``POST /files`` (multipart, streamed) or resumably by tus at
+    ``/tus/`` (a :class:`~depotx.TusApp` whose partial uploads are kept in
+    ``tus_staging``: a storage name, a storage, or by default local storage in
+    :func:`~depotx.uploads._tus.default_staging_path`); a tus client may pick any
+    configured storage with the ``storage`` metadata key.
     ``max_upload_size`` (bytes) refuses larger uploads with 413 before anything
     is stored. ``allowed_hosts`` are the host names it answers to (others get
     400: no DNS rebinding); ``None`` accepts any, for an app embedded behind
@@ -252,6 +248,12 @@ def create_app(
         raise ConfigurationError("max_upload_size must be >= 0")
     manager.set_mountpoint(mountpoint)
     storage_name = manager.get_default()  # fail now, not on the first request
+    tus = TusApp(
+        manager,
+        allowed_storages=manager.names,
+        staging=tus_staging,
+        max_size=max_upload_size,
+    )
 
     def describe(request: Request, stored: StoredFile) -> dict[str, Any]:
         file_id = stored.file_id
@@ -431,6 +433,7 @@ def create_app(
         try:
             yield
         finally:
+            await tus.aclose()
             await manager.aclose()
 
     return Starlette(
@@ -438,6 +441,7 @@ def create_app(
             Route("/", index, methods=["GET", "HEAD"]),
             Route("/files", list_files, methods=["GET", "HEAD"]),
             Route("/files", upload, methods=["POST"]),
+            Mount("/tus", app=tus),
         ],
         middleware=[
             Middleware(_AccessLog),
@@ -459,12 +463,13 @@ def serve(
     max_upload_size: int | None = None,
     log_level: str = "info",
     allowed_hosts: Iterable[str] = (),
+    tus_staging: str | FileStorage | None = None,
 ) -> None:
     """Run the :func:`create_app` app under uvicorn until interrupted.
 
     It answers to ``host``, the local names (:data:`LOCAL_HOSTS`) and
-    ``allowed_hosts``. The socket is bound before the URL is printed, so the
-    URL is right even for ``port=0`` (any free port).
+    ``allowed_hosts``; ``tus_staging`` is :func:`create_app`'s. The socket is
+    bound before the URL is printed, so the URL is right even for ``port=0``.
     """
     if log_level.lower() not in LOG_LEVELS:
         raise ConfigurationError(
@@ -480,6 +485,7 @@ def serve(
         manager,
         max_upload_size=max_upload_size,
         allowed_hosts=[host, *LOCAL_HOSTS, *allowed_hosts],
+        tus_staging=tus_staging,
     )
     level = getattr(logging, log_level.upper())
     if not logging.getLogger().handlers:

@@ -3,6 +3,7 @@
 Run:  uvicorn examples.fastapi_app:app
 Then: curl -F file=@README.md http://127.0.0.1:8000/upload
       curl -F file=@big.iso -F title=backup http://127.0.0.1:8000/upload-streamed
+      any tus client (tus-js-client, Uppy, tus-py-client) at http://127.0.0.1:8000/tus/
 """
 
 from __future__ import annotations
@@ -11,14 +12,39 @@ import os
 
 from fastapi import FastAPI, HTTPException, Request, UploadFile
 
-from depotx import DepotManager, DepotMiddleware, ValidationError, receive_upload
-
-DepotManager.configure(
-    "default", {"depot.storage_path": os.environ.get("EXAMPLE_FILES", "./example-files")}
+from depotx import (
+    DepotManager,
+    DepotMiddleware,
+    LocalFileStorage,
+    TusApp,
+    TusUpload,
+    ValidationError,
+    receive_upload,
 )
+
+FILES = os.environ.get("EXAMPLE_FILES", "./example-files")
+DepotManager.configure("default", {"depot.storage_path": FILES})
+
+#: What finished resumable uploads became; an app would insert rows in its database.
+finished: list[str] = []
+
+
+async def record(upload: TusUpload) -> None:
+    finished.append(upload.path)
+
 
 app = FastAPI()
 app.add_middleware(DepotMiddleware, cache_max_age=3600)
+# Resumable uploads (tus 1.0): unfinished ones are kept beside the files, across restarts.
+app.mount(
+    "/tus",
+    TusApp(
+        DepotManager,
+        staging=LocalFileStorage(FILES + "-tus"),
+        max_size=10 * 1024**3,
+        on_complete=record,
+    ),
+)
 
 
 @app.post("/upload", status_code=201)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import subprocess
 import sys
@@ -14,26 +15,33 @@ import httpx
 
 SERVER = """
 import sys
-from depotx import StorageManager
+from depotx import LocalFileStorage, StorageManager
 from depotx.server import serve
 
 manager = StorageManager()
 manager.configure("default", {"depot.storage_path": sys.argv[1]})
-serve(manager, host="127.0.0.1", port=0, log_level="warning")
+staging = LocalFileStorage(sys.argv[2])
+serve(manager, host="127.0.0.1", port=0, log_level="warning", tus_staging=staging)
 """
 
 
 @contextlib.contextmanager
-def running_server(root: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def running_server(
+    root: Path, *, tus_staging: Path | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Start the server on a free port; yield it and its URL (no trailing slash).
 
-    The process is always stopped (terminate, then kill) when the block ends.
+    Unfinished tus uploads go to ``tus_staging`` (default: ``root``'s sibling
+    ``tus-staging``), never to the user's cache. The process is always stopped
+    (terminate, then kill) when the block ends.
     """
+    staging = tus_staging if tus_staging is not None else root.parent / "tus-staging"
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(root)],
+        [sys.executable, "-c", SERVER, str(root), str(staging)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         assert process.stdout is not None
