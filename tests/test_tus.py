@@ -622,3 +622,98 @@ async def test_the_fastapi_example_takes_tus_uploads(
     finally:
         await DepotManager.aclose()
         DepotManager.clear()
+
+
+# -- S3: the chunks are put together inside S3 --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [
+        ([12], [(True, [(0, 0, 10)]), (False, [(0, 10, 12)])]),
+        ([6, 6, 1], [(True, [(0, 0, 6)]), (True, [(1, 0, 6)]), (False, [(2, 0, 1)])]),
+        ([3, 6, 3], [(False, [(0, 0, 3), (1, 0, 2)]), (False, [(1, 2, 6), (2, 0, 1)]),
+                     (False, [(2, 1, 3)])]),
+        ([2, 2], [(False, [(0, 0, 2), (1, 0, 2)])]),
+    ],
+)  # fmt: skip
+def test_compose_plan(sizes: list[int], expected: list[Any]) -> None:
+    from depotx.storages.s3 import compose_plan
+
+    assert compose_plan(sizes, 5, 10) == expected
+
+
+@pytest.mark.parametrize("sizes", [[7, 1, 1, 1, 9, 30, 2], [1] * 23, [50], [5, 5, 5], [4, 11, 4]])
+def test_compose_plan_parts_are_valid_and_cover_every_byte_once(sizes: list[int]) -> None:
+    from depotx.storages.s3 import compose_plan
+
+    plan = compose_plan(sizes, 5, 10)
+    flat = [(index, start, end) for _, ranges in plan for index, start, end in ranges]
+    covered = [(index, byte) for index, start, end in flat for byte in range(start, end)]
+    assert covered == [(index, byte) for index, size in enumerate(sizes) for byte in range(size)]
+    for _copy, ranges in plan[:-1]:
+        assert 5 <= sum(end - start for _, start, end in ranges) <= 10
+    for copy, ranges in plan:
+        assert not copy or len(ranges) == 1
+
+
+async def test_s3_staging_and_target_finish_inside_s3(tmp_path: Path) -> None:
+    """Chunks of 5 MiB and more are copied by S3 (UploadPartCopy), never read back."""
+    from tests.backends.s3 import FACTORIES
+
+    MiB = 1024 * 1024
+    staging = await FACTORIES["s3"](tmp_path)
+    target = await FACTORIES["s3-prefix"](tmp_path)
+    manager = StorageManager()
+    manager.register("files", target)
+    copies: list[str] = []
+    reads: list[str] = []
+    real_get = staging.get
+
+    async def counting_get(file_id: str) -> Any:
+        stored = await real_get(file_id)
+        real_iter = stored.iter_bytes
+
+        def iter_bytes(start: int = 0, end: int | None = None, **kw: Any) -> Any:
+            reads.append(f"{file_id}[{start}:{end}]")
+            return real_iter(start, end, **kw)
+
+        stored.iter_bytes = iter_bytes  # type: ignore[method-assign]
+        return stored
+
+    staging.get = counting_get  # type: ignore[method-assign]
+    client = await target._client()  # type: ignore[attr-defined]
+    real_copy = client.upload_part_copy
+
+    async def counting_copy(**kwargs: Any) -> Any:
+        copies.append(kwargs["CopySourceRange"])
+        return await real_copy(**kwargs)
+
+    client.upload_part_copy = counting_copy
+    data = PNG + bytes(range(256)) * (13 * MiB // 256)
+    app = TusApp(manager, staging=staging)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=mounted(app)), base_url="http://test"
+        ) as http:
+            url = await create(http, len(data), filename="big.png")
+            offset = 0
+            for size in (6 * MiB, 5 * MiB, len(data) - 11 * MiB):
+                response = await patch(http, url, offset, data[offset : offset + size])
+                assert response.status_code == 204, response.text
+                offset += size
+            path = response.headers["depot-file-path"]
+        assert copies == [f"bytes=0-{6 * MiB - 1}", f"bytes=0-{5 * MiB - 1}"]
+        # Read back: the first chunk's first bytes (its stream is closed once the type is
+        # detected) and the small last chunk, to send it as the last part; nothing else.
+        last = len(data) - 11 * MiB
+        chunk_reads = [read.split("/chunks/")[1] for read in reads if "/chunks/" in read]
+        assert chunk_reads == [f"{0:020d}[0:None]", f"{11 * MiB:020d}[0:{last}]"]
+        async with await manager.get_file(path) as stored:
+            assert stored.content_type == "image/png"
+            assert stored.filename == "big.png"
+            assert hashlib.sha256(await stored.read()).digest() == hashlib.sha256(data).digest()
+        assert not [key async for key in staging.list() if "/chunks/" in key]
+    finally:
+        await staging.aclose()
+        await target.aclose()

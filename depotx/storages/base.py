@@ -22,6 +22,7 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sequence,
 )
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -442,6 +443,25 @@ class FileStorage(abc.ABC):
         ``False`` when the bytes must be streamed through the app. The copy keeps
         what :meth:`_write_copy` keeps, obeys ``mode``, and fails with
         :class:`~depotx.StoredFileChangedError` if the source changed since it was opened.
+        """
+        return False
+
+    async def _compose(
+        self,
+        file_id: str,
+        source: FileStorage,
+        pieces: Sequence[StoredFile],
+        upload: Upload,
+        *,
+        mode: WriteMode,
+    ) -> bool:
+        """Store the concatenation of ``pieces`` (files of ``source``) inside the service.
+
+        ``True`` when done without the bytes passing through the app (S3: a multipart
+        upload made of ``UploadPartCopy`` parts); ``False`` when they must be streamed.
+        ``upload`` gives the name, type and metadata (its chunks are not read). The
+        write obeys ``mode``, and appears whole or not at all. A resumable upload's
+        chunks become its file this way.
         """
         return False
 

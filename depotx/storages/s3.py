@@ -28,7 +28,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import quote, unquote
@@ -877,9 +877,7 @@ class S3Storage(FileStorage):
             return False
         assert isinstance(source, S3Storage)
         file_id = self._validate_id(file_id)
-        copy_source: dict[str, str] = {"Bucket": source.bucket, "Key": source._key(file_id)}
-        if stored._version_id:
-            copy_source["VersionId"] = stored._version_id
+        copy_source = source._copy_source(stored)
 
         async def nothing() -> AsyncIterator[bytes]:
             return
@@ -917,6 +915,100 @@ class S3Storage(FileStorage):
         except ClientError as exc:
             if _error_code(exc) == "PreconditionFailed" or _status(exc) == 412:
                 raise StoredFileChangedError(file_id, source.name) from exc
+            raise
+        return True
+
+    def _copy_source(self, stored: S3StoredFile) -> dict[str, str]:
+        """``CopySource`` naming ``stored``'s object, pinned to its version when it has one."""
+        source: dict[str, str] = {"Bucket": self.bucket, "Key": self._key(stored.file_id)}
+        if stored._version_id:
+            source["VersionId"] = stored._version_id
+        return source
+
+    async def _compose(
+        self,
+        file_id: str,
+        source: FileStorage,
+        pieces: Sequence[StoredFile],
+        upload: Upload,
+        *,
+        mode: WriteMode,
+    ) -> bool:
+        """A multipart upload whose parts are copied from ``pieces`` inside S3.
+
+        Pieces of 5 MiB and more become ``UploadPartCopy`` parts (pinned with
+        ``CopySourceIfMatch``); smaller ones are gathered, with the start of the next
+        piece if need be, into parts of 5 MiB that are read and sent (S3 refuses
+        parts under 5 MiB but the last): at most one part's bytes are held at a time
+        per concurrent part. The object appears with ``CompleteMultipartUpload``
+        only; any failure aborts the upload.
+        """
+        if not (
+            self._same_service(source)
+            and pieces
+            and all(isinstance(piece, S3StoredFile) for piece in pieces)
+        ):
+            return False
+        assert isinstance(source, S3Storage)
+        plan = compose_plan(
+            [piece.content_length for piece in pieces], MIN_PART_SIZE, MAX_PART_SIZE
+        )
+        if len(plan) > MAX_PARTS:
+            return False
+        file_id = self._validate_id(file_id)
+        params = self._put_params(self._key(file_id), upload)
+        client = await self._client()
+        created = await client.create_multipart_upload(**params)
+        upload_id = created["UploadId"]
+        target = {"Bucket": params["Bucket"], "Key": params["Key"]}
+        slots = asyncio.Semaphore(self.max_concurrency)
+
+        async def send(
+            number: int, copy: bool, ranges: list[tuple[int, int, int]]
+        ) -> dict[str, Any]:
+            async with slots:
+                if copy:
+                    ((index, start, end),) = ranges
+                    piece = pieces[index]
+                    assert isinstance(piece, S3StoredFile)
+                    response = await client.upload_part_copy(
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        CopySource=source._copy_source(piece),
+                        CopySourceRange=f"bytes={start}-{end - 1}",
+                        CopySourceIfMatch=piece._etag,
+                        **target,
+                    )
+                    return {"ETag": response["CopyPartResult"]["ETag"], "PartNumber": number}
+                data = bytearray()
+                for index, start, end in ranges:
+                    async for chunk in pieces[index].iter_bytes(start, end):
+                        data += chunk
+                response = await client.upload_part(
+                    UploadId=upload_id, PartNumber=number, Body=bytes(data), **target
+                )
+                part = {"ETag": response["ETag"], "PartNumber": number}
+                part.update({k: v for k, v in response.items() if k.startswith("Checksum")})
+                return part
+
+        tasks = [
+            asyncio.ensure_future(send(number, copy, ranges))
+            for number, (copy, ranges) in enumerate(plan, start=1)
+        ]
+        try:
+            parts = await asyncio.gather(*tasks)
+            await commit_or_cancel(
+                self._commit(
+                    client,
+                    file_id,
+                    mode,
+                    target,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": list(parts)},
+                )
+            )
+        except BaseException:
+            await asyncio.shield(self._abort(client, target, upload_id, tasks))
             raise
         return True
 
@@ -1201,3 +1293,37 @@ class S3Storage(FileStorage):
     def __repr__(self) -> str:
         name = f" {self.name!r}" if self.name else ""
         return f"<{type(self).__name__}{name} bucket={self.bucket!r} prefix={self.prefix!r}>"
+
+
+def compose_plan(
+    sizes: Sequence[int], min_part: int, max_part: int
+) -> list[tuple[bool, list[tuple[int, int, int]]]]:
+    """The parts of a multipart upload made of pieces of ``sizes``, in order.
+
+    Each part is ``(copy, ranges)`` with ranges ``(piece, start, end)``: a copy part
+    is one range of one piece, copied inside the service; the others gather ranges
+    to be read and sent. Every part but the last is at least ``min_part`` and at
+    most ``max_part`` bytes; pieces of ``min_part`` and more are copied, never read,
+    except for what fills a part that smaller pieces started.
+    """
+    plan: list[tuple[bool, list[tuple[int, int, int]]]] = []
+    pending: list[tuple[int, int, int]] = []
+    pending_size = 0
+    for index, size in enumerate(sizes):
+        position = 0
+        while position < size:
+            left = size - position
+            if pending_size == 0 and left >= min_part:
+                take = min(left, max_part)
+                plan.append((True, [(index, position, position + take)]))
+            else:
+                take = min(left, min_part - pending_size)
+                pending.append((index, position, position + take))
+                pending_size += take
+                if pending_size >= min_part:
+                    plan.append((False, pending))
+                    pending, pending_size = [], 0
+            position += take
+    if pending:
+        plan.append((False, pending))
+    return plan

@@ -57,12 +57,14 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
 
+from .._content import Upload, prepare_upload
 from .._exceptions import (
     ConfigurationError,
     DepotError,
     StoredFileExistsError,
     StoredFileNotFoundError,
 )
+from .._files import FileIntent, StoredFile
 from .._manager import DepotManager, StorageManager
 from .._units import too_large_message
 from ..storages.base import FileStorage, utcnow
@@ -578,9 +580,7 @@ class TusApp:
             target = self.manager.get(upload.storage)
             done_key = f"{upload.upload_id}/done"
             try:
-                await target.create(
-                    self._assembled(upload), upload.filename, file_id=upload.file_id
-                )
+                await self._store_file(target, upload)
             except StoredFileExistsError:
                 pass  # an earlier finish stored it
             except DepotError:
@@ -605,6 +605,41 @@ class TusApp:
         with contextlib.suppress(ConfigurationError):  # private: its URLs must be signed
             headers["Depot-File-Url"] = self.manager.url_for(upload.path)
         return headers
+
+    async def _store_file(self, target: FileStorage, upload: TusUpload) -> None:
+        """Create the file from the chunks: inside the service when it can, else streamed.
+
+        Its name is the client's; its type is detected from its first bytes and name,
+        as for any upload. Between S3 storages of one service the chunks are put
+        together by S3 itself (:meth:`FileStorage._compose`), so the bytes, sent to
+        S3 once as chunks, do not pass through the app again.
+        """
+        prepared = await prepare_upload(self._assembled(upload), upload.filename)
+        try:
+            if await self._compose(target, upload, prepared):
+                return
+            content = FileIntent(prepared.chunks, prepared.filename, prepared.content_type)
+            await target.create(content, file_id=upload.file_id)
+        finally:
+            await prepared.aclose()
+
+    async def _compose(self, target: FileStorage, upload: TusUpload, prepared: Upload) -> bool:
+        if type(target)._compose is FileStorage._compose:
+            return False  # the target cannot: skip opening every chunk for nothing
+        staging = self.staging
+        pieces: list[StoredFile] = []
+        try:
+            async for key in staging.list(f"{upload.upload_id}/chunks/"):
+                pieces.append(await staging.get(key))
+            if sum(piece.content_length for piece in pieces) != upload.length:
+                return False  # let the streamed path report what is missing
+            with target._translating("create", upload.file_id):
+                return await target._compose(
+                    upload.file_id, staging, pieces, prepared, mode="create"
+                )
+        finally:
+            for piece in pieces:
+                await piece.aclose()
 
     async def _assembled(self, upload: TusUpload) -> AsyncIterator[bytes]:
         """The upload's bytes, chunk after chunk, checked to add up to its length."""
