@@ -17,25 +17,30 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._exceptions import (
     BackendError,
     ConfigurationError,
     DepotError,
+    InvalidFileIdError,
     MissingDependencyError,
+    StorageNotFoundError,
     StoredFileNotFoundError,
     ValidationError,
 )
 from ._files import StoredFile
+from ._ids import split_path
 from ._manager import DEFAULT_MOUNTPOINT, StorageManager
 from ._units import human_size, too_large_message
 from .middleware import DepotMiddleware
@@ -49,6 +54,8 @@ logger = logging.getLogger("depotx.server")
 #: Room for the multipart framing (boundaries, part headers, a filename)
 #: around the file itself, when the request body is checked against the limit.
 _MULTIPART_SLACK = 64 * 1024
+#: The page's own script and style, and the vendored tus-js-client.
+STATIC = Path(__file__).parent / "static"
 #: Files per page of the page at ``/`` and of ``GET /files``.
 PAGE_SIZE = 100
 #: Host names every ``depotx serve`` answers to, besides the one it is bound to.
@@ -175,10 +182,6 @@ def _too_large(limit: int) -> JSONResponse:
     return JSONResponse({"error": too_large_message(limit)}, status_code=413)
 
 
-def _page_link(root: str, page: int, order: str, rel: str) -> str:
-    return f'<a id="{rel}" rel="{rel}" href="{root}/?page={page}&amp;sort={order}">{rel}</a>'
-
-
 def _is_disk_full(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
@@ -195,31 +198,155 @@ def _check_multipart() -> None:
         raise MissingDependencyError("server", "python-multipart")
 
 
+#: Signed links of private storages on the page live this long.
+_PRIVATE_LINK_SECONDS = 3600
+#: The page runs only its own scripts; thumbnails may come from a bucket's URLs.
+_PAGE_CSP = (
+    "default-src 'self'; img-src 'self' https: data: blob:; style-src 'self'; "
+    "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+#: Types the page shows a thumbnail of: images a browser renders and that run nothing.
+_THUMBNAIL_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"}
+)
+
 _PAGE = """<!doctype html>
-<html lang="en">
+<html lang="en" class="no-js">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>depotx</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; padding: 0 1rem; }}
-table {{ border-collapse: collapse; width: 100%; }}
-td, th {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ddd; }}
-td.size {{ text-align: right; white-space: nowrap; }}
-</style>
+<title>depotx &middot; {storage}</title>
+<link rel="stylesheet" href="{root}/static/page.css">
 </head>
-<body>
+<body data-root="{root}" data-storage="{storage}" data-max-size="{max_size}"
+ data-limit="{limit_text}">
+<header>
 <h1>depotx</h1>
-<p>Storage <strong>{storage}</strong>{limit}</p>
+{switcher}
+</header>
+<section id="drop" class="drop">
 <form id="upload" method="post" action="{action}" enctype="multipart/form-data">
-<input id="file" type="file" name="file" required>
-<button id="submit" type="submit">Upload</button>
+<p class="hint">Drop files here, or
+<label class="pick">choose files<input id="file" type="file" name="file" required></label>
+<button id="submit" type="submit">Upload</button></p>
+<p class="meta">Into storage <strong>{storage}</strong>{limit}. Uploads resume after a
+network drop.</p>
 </form>
+<ul id="uploads" aria-live="polite"></ul>
+</section>
+<p id="notice" role="alert" hidden></p>
 <h2>Files</h2>
-{files}
+<div id="listing">
+{listing}
+</div>
+<script src="{root}/static/vendor/tus.min.js"></script>
+<script src="{root}/static/page.js"></script>
 </body>
 </html>
 """
+
+
+def _storage_query(storage_name: str, default: str) -> str:
+    """``storage=<name>&`` for a query string, or nothing for the default storage."""
+    return "" if storage_name == default else f"storage={quote(storage_name, safe='')}&"
+
+
+def _page_link(root: str, query: str, page: int, order: str, rel: str) -> str:
+    href = html.escape(f"{root}/?{query}page={page}&sort={order}")
+    return f'<a id="{rel}" rel="{rel}" href="{href}">{rel}</a>'
+
+
+def _row(item: dict[str, Any]) -> str:
+    url = html.escape(item["url"])
+    name = html.escape(item["filename"])
+    thumbnail = (
+        f'<img src="{url}" alt="" loading="lazy" width="48" height="48">'
+        if item["url"] and item["content_type"] in _THUMBNAIL_TYPES
+        else ""
+    )
+    link = f'<a href="{url}">{name}</a>' if item["url"] else name
+    stamp = item["last_modified"]
+    shown = stamp[:16].replace("T", " ") + " UTC"
+    return (
+        f'<tr data-id="{html.escape(item["id"])}" data-url="{url}">'
+        f'<td class="thumb">{thumbnail}</td><td class="name">{link}</td>'
+        f"<td>{html.escape(item['content_type'])}</td>"
+        f'<td class="size">{html.escape(human_size(item["size"]))}</td>'
+        f'<td><time datetime="{html.escape(stamp)}">{html.escape(shown)}</time></td>'
+        '<td class="actions"><button type="button" class="copy">Copy link</button> '
+        '<button type="button" class="delete">Delete</button></td></tr>'
+    )
+
+
+def render_page(
+    *,
+    root: str,
+    storage_name: str,
+    storages: list[str],
+    result: dict[str, Any],
+    max_upload_size: int | None,
+    default: str | None = None,
+) -> str:
+    """The page at ``/``: the upload area and one page of ``result``'s files.
+
+    Server-rendered, so it works without JavaScript (the form posts to ``POST
+    /files``); ``static/page.js`` adds drag and drop, several files at once and
+    resumable uploads through ``/tus/`` with tus-js-client, and refreshes the
+    listing by fetching this page again.
+    """
+    files = result["files"]
+    if files:
+        rows = "\n".join(_row(item) for item in files)
+        table = (
+            '<table id="files"><thead><tr><th></th><th>Name</th><th>Type</th>'
+            '<th class="size">Size</th><th>Modified</th><th></th></tr></thead>'
+            f"<tbody>\n{rows}\n</tbody></table>"
+        )
+    else:
+        table = '<p id="files">No files yet.</p>'
+    query = _storage_query(storage_name, storages[0] if default is None else default)
+    eroot = html.escape(root)
+    page, pages, order = result["page"], result["pages"], result["sort"]
+    links = []
+    if page > 1:
+        links.append(_page_link(root, query, page - 1, order, "previous"))
+    if page < pages:
+        links.append(_page_link(root, query, page + 1, order, "next"))
+    other = "name" if order == "newest" else "newest"
+    first = (page - 1) * PAGE_SIZE + 1 if files else 0
+    last = first + len(files) - 1 if files else 0
+    shown = "newest first" if order == "newest" else "by name"
+    switch = "by name" if other == "name" else "newest first"
+    sort_href = html.escape(f"{root}/?{query}sort={other}")
+    summary = (
+        f'<p id="count">{first}&ndash;{last} of {result["total"]} files, {shown} '
+        f'&middot; <a href="{sort_href}">sort {switch}</a> {" ".join(links)}</p>'
+        if result["total"]
+        else ""
+    )
+    switcher = ""
+    if len(storages) > 1:
+        options = "".join(
+            f'<option value="{html.escape(name)}"{" selected" if name == storage_name else ""}>'
+            f"{html.escape(name)}</option>"
+            for name in storages
+        )
+        switcher = (
+            f'<form id="switch" method="get" action="{eroot}/"><label>Storage '
+            f'<select id="storage" name="storage">{options}</select></label>'
+            '<button type="submit">Show</button></form>'
+        )
+    limit_text = human_size(max_upload_size) if max_upload_size is not None else ""
+    return _PAGE.format(
+        root=eroot,
+        storage=html.escape(storage_name),
+        max_size="" if max_upload_size is None else max_upload_size,
+        limit_text=html.escape(limit_text),
+        limit=f", up to {html.escape(limit_text)} a file" if limit_text else "",
+        switcher=switcher,
+        action=html.escape(f"{root}/files?{query}next=page"),
+        listing=summary + table,
+    )
 
 
 def create_app(
@@ -247,7 +374,7 @@ def create_app(
     if max_upload_size is not None and max_upload_size < 0:
         raise ConfigurationError("max_upload_size must be >= 0")
     manager.set_mountpoint(mountpoint)
-    storage_name = manager.get_default()  # fail now, not on the first request
+    manager.get_default()  # fail now, not on the first request
     tus = TusApp(
         manager,
         allowed_storages=manager.names,
@@ -255,24 +382,40 @@ def create_app(
         max_size=max_upload_size,
     )
 
-    def describe(request: Request, stored: StoredFile) -> dict[str, Any]:
-        file_id = stored.file_id
-        path = f"{storage_name}/{file_id}"
-        url = manager.url_for(path)
+    def chosen(request: Request) -> str:
+        """The storage a request is about: ``?storage=<name>``, else the default."""
+        name = request.query_params.get("storage") or manager.get_default()
+        if name not in manager.names:
+            raise StorageNotFoundError(name, manager.names)
+        return name
+
+    def file_url(request: Request, path: str) -> str:
+        """An absolute URL of the file; signed for an hour when its storage is private."""
+        storage = manager.get(split_path(path)[0])
+        expires = _PRIVATE_LINK_SECONDS if storage.private and manager.signing_keys else None
+        try:
+            url = manager.url_for(path, expires_in=expires)
+        except ConfigurationError:
+            return ""  # private with no secret to sign with: no link
         if url.startswith("/"):
             root = request.scope.get("root_path", "")
             url = f"{request.url.scheme}://{request.url.netloc}{root}{url}"
+        return url
+
+    def describe(request: Request, storage_name: str, stored: StoredFile) -> dict[str, Any]:
+        file_id = stored.file_id
+        path = f"{storage_name}/{file_id}"
         return {
             "id": file_id,
             "path": path,
-            "url": url,
+            "url": file_url(request, path),
             "filename": stored.filename,
             "content_type": stored.content_type,
             "size": stored.content_length,
             "last_modified": stored.last_modified.isoformat(),
         }
 
-    async def listing(request: Request) -> dict[str, Any]:
+    async def listing(request: Request, storage_name: str) -> dict[str, Any]:
         """One page of the files, by name or newest first, with the total count.
 
         By name needs only the ids (every id is listed, then the page's files are
@@ -291,12 +434,12 @@ def create_app(
         found: list[dict[str, Any]] = []
         if order == "name":
             for file_id in ids[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]:
-                item = await _describe_id(request, storage, file_id)
+                item = await _describe_id(request, storage_name, file_id)
                 if item is not None:
                     found.append(item)
         else:
             for file_id in ids:
-                item = await _describe_id(request, storage, file_id)
+                item = await _describe_id(request, storage_name, file_id)
                 if item is not None:
                     found.append(item)
             found.sort(key=lambda item: (item["last_modified"], item["id"]), reverse=True)
@@ -309,10 +452,12 @@ def create_app(
             "sort": order,
         }
 
-    async def _describe_id(request: Request, storage: Any, file_id: str) -> dict[str, Any] | None:
+    async def _describe_id(
+        request: Request, storage_name: str, file_id: str
+    ) -> dict[str, Any] | None:
         try:
-            async with await storage.get(file_id) as stored:
-                return describe(request, stored)
+            async with await manager.get(storage_name).get(file_id) as stored:
+                return describe(request, storage_name, stored)
         except StoredFileNotFoundError:
             return None  # deleted since it was listed
         except DepotError as exc:
@@ -320,53 +465,47 @@ def create_app(
             return None
 
     async def index(request: Request) -> Response:
-        result = await listing(request)
-        files = result["files"]
-        if files:
-            rows = "\n".join(
-                '<tr><td><a href="{url}">{name}</a></td><td>{type}</td>'
-                '<td class="size">{size}</td></tr>'.format(
-                    url=html.escape(item["url"]),
-                    name=html.escape(item["filename"]),
-                    type=html.escape(item["content_type"]),
-                    size=html.escape(human_size(item["size"])),
+        try:
+            storage_name = chosen(request)
+        except StorageNotFoundError as exc:
+            return HTMLResponse(
+                f"<!doctype html><title>depotx</title><p>{html.escape(str(exc))}</p>",
+                status_code=404,
+                headers={"Cache-Control": "no-store"},
+            )
+        result = await listing(request, storage_name)
+        root = request.scope.get("root_path", "")
+        page_html = render_page(
+            root=root,
+            storage_name=storage_name,
+            storages=manager.names,
+            result=result,
+            max_upload_size=max_upload_size,
+            default=manager.get_default(),
+        )
+        return HTMLResponse(
+            page_html, headers={"Cache-Control": "no-store", "Content-Security-Policy": _PAGE_CSP}
+        )
+
+    async def delete_file(request: Request) -> Response:
+        """``DELETE /files/<id>?storage=<name>``: 204, or 404 in words."""
+        try:
+            storage_name = chosen(request)
+            storage = manager.get(storage_name)
+            file_id = request.path_params["file_id"]
+            if not await storage.exists(file_id):
+                return JSONResponse(
+                    {"error": f"no file {file_id!r} in storage {storage_name!r}"},
+                    status_code=404,
+                    headers={"Cache-Control": "no-store"},
                 )
-                for item in files
-            )
-            table = (
-                '<table id="files"><thead><tr><th>Name</th><th>Type</th><th>Size</th></tr>'
-                f"</thead><tbody>\n{rows}\n</tbody></table>"
-            )
-        else:
-            table = '<p id="files">No files yet.</p>'
-        root = html.escape(request.scope.get("root_path", ""))
-        page, pages, order = result["page"], result["pages"], result["sort"]
-        links = []
-        if page > 1:
-            links.append(_page_link(root, page - 1, order, "previous"))
-        if page < pages:
-            links.append(_page_link(root, page + 1, order, "next"))
-        other = "name" if order == "newest" else "newest"
-        first = (page - 1) * PAGE_SIZE + 1 if files else 0
-        last = first + len(files) - 1 if files else 0
-        shown = "newest first" if order == "newest" else "by name"
-        switch = "by name" if other == "name" else "newest first"
-        summary = (
-            f'<p id="count">{first}&ndash;{last} of {result["total"]} files, {shown} '
-            f'&middot; <a href="{root}/?sort={other}">sort {switch}</a> {" ".join(links)}</p>'
-        )
-        limit = (
-            f" &middot; uploads up to {html.escape(human_size(max_upload_size))}"
-            if max_upload_size is not None
-            else ""
-        )
-        page_html = _PAGE.format(
-            storage=html.escape(storage_name),
-            limit=limit,
-            action=f"{root}/files?next=page",
-            files=summary + table,
-        )
-        return HTMLResponse(page_html, headers={"Cache-Control": "no-store"})
+            await storage.delete(file_id)
+        except (StorageNotFoundError, InvalidFileIdError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except BackendError as exc:
+            logger.error("depotx: delete failed: %s", exc)  # noqa: TRY400 - one line
+            return JSONResponse({"error": "the storage failed to delete the file"}, status_code=502)
+        return Response(status_code=204)
 
     async def list_files(request: Request) -> Response:
         """A JSON list of one page of files; the paging is in the headers.
@@ -374,9 +513,14 @@ def create_app(
         ``X-Total-Count`` (all files), and a ``Link`` header with ``next`` and
         ``prev`` pages (RFC 8288), as GitHub's API pages.
         """
-        result = await listing(request)
+        try:
+            storage_name = chosen(request)
+        except StorageNotFoundError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        result = await listing(request, storage_name)
         page, order = result["page"], result["sort"]
-        base = f"{request.scope.get('root_path', '')}/files?sort={order}&page="
+        query = _storage_query(storage_name, manager.get_default())
+        base = f"{request.scope.get('root_path', '')}/files?{query}sort={order}&page="
         links = []
         if page > 1:
             links.append(f'<{base}{page - 1}>; rel="prev"')
@@ -393,6 +537,10 @@ def create_app(
             declared = request.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_upload_size + _MULTIPART_SLACK:
                 return _too_large(max_upload_size)  # refused before reading a byte
+        try:
+            storage_name = chosen(request)
+        except StorageNotFoundError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
         storage = manager.get(storage_name)
         try:
             received = await receive_upload(
@@ -421,11 +569,14 @@ def create_app(
             )
         file_id = received.file_ids[0]
         async with await storage.get(file_id) as stored:
-            described = describe(request, stored)
+            described = describe(request, storage_name, stored)
         if request.query_params.get("next") == "page":
             # The browser form: back to the page, which now lists the file.
             root = request.scope.get("root_path", "")
-            return RedirectResponse(f"{root}/", status_code=303)
+            query = (
+                "" if storage_name == manager.get_default() else f"?storage={quote(storage_name)}"
+            )
+            return RedirectResponse(f"{root}/{query}", status_code=303)
         return JSONResponse(described, status_code=201, headers={"Location": described["url"]})
 
     @contextlib.asynccontextmanager
@@ -441,7 +592,9 @@ def create_app(
             Route("/", index, methods=["GET", "HEAD"]),
             Route("/files", list_files, methods=["GET", "HEAD"]),
             Route("/files", upload, methods=["POST"]),
+            Route("/files/{file_id:path}", delete_file, methods=["DELETE"]),
             Mount("/tus", app=tus),
+            Mount("/static", app=StaticFiles(directory=STATIC)),
         ],
         middleware=[
             Middleware(_AccessLog),

@@ -3,41 +3,59 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
 
 SERVER = """
+import json
 import sys
 from depotx import LocalFileStorage, StorageManager
 from depotx.server import serve
 
+options = json.loads(sys.argv[3])
 manager = StorageManager()
 manager.configure("default", {"depot.storage_path": sys.argv[1]})
+for name in options.get("more_storages", ()):
+    manager.configure(name, {"depot.backend": "memory"})
 staging = LocalFileStorage(sys.argv[2])
-serve(manager, host="127.0.0.1", port=0, log_level="warning", tus_staging=staging)
+serve(
+    manager,
+    host="127.0.0.1",
+    port=0,
+    log_level="warning",
+    tus_staging=staging,
+    max_upload_size=options.get("max_upload_size"),
+)
 """
 
 
 @contextlib.contextmanager
 def running_server(
-    root: Path, *, tus_staging: Path | None = None
+    root: Path,
+    *,
+    tus_staging: Path | None = None,
+    more_storages: Sequence[str] = (),
+    max_upload_size: int | None = None,
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Start the server on a free port; yield it and its URL (no trailing slash).
 
-    Unfinished tus uploads go to ``tus_staging`` (default: ``root``'s sibling
-    ``tus-staging``), never to the user's cache. The process is always stopped
-    (terminate, then kill) when the block ends.
+    ``root`` is the default (local) storage; ``more_storages`` are memory storages
+    beside it. Unfinished tus uploads go to ``tus_staging`` (default: ``root``'s
+    sibling ``tus-staging``), never to the user's cache. The process is always
+    stopped (terminate, then kill) when the block ends.
     """
+    options = {"more_storages": list(more_storages), "max_upload_size": max_upload_size}
     staging = tus_staging if tus_staging is not None else root.parent / "tus-staging"
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(root), str(staging)],
+        [sys.executable, "-c", SERVER, str(root), str(staging), json.dumps(options)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

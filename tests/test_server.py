@@ -72,6 +72,69 @@ async def test_index_page_lists_files_with_links_and_escapes_names(
     assert f'href="http://testserver/depot/default/{file_id}"' in page.text
 
 
+async def test_the_page_shows_thumbnails_of_images_only_and_runs_only_its_own_scripts(
+    manager: StorageManager,
+) -> None:
+    png = await manager.get().create(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "a.png")
+    svg = await manager.get().create(b'<svg xmlns="http://www.w3.org/2000/svg"/>', "b.svg")
+    async with asgi_client(create_app(manager)) as client:
+        page = await client.get("/")
+        assert page.headers["cache-control"] == "no-store"
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp
+        assert "frame-ancestors 'none'" in csp
+        assert f'<img src="http://testserver/depot/default/{png}"' in page.text
+        assert f'<img src="http://testserver/depot/default/{svg}"' not in page.text
+        assert page.text.count('class="delete"') == 2
+        assert (await client.get("/static/page.js")).status_code == 200
+        script = await client.get("/static/vendor/tus.min.js")
+        assert script.text.startswith("/*! tus-js-client 4.3.1")
+        assert (await client.get("/static/vendor/tus-js-client.LICENSE")).status_code == 200
+
+
+async def test_delete_a_file_by_its_id(manager: StorageManager) -> None:
+    file_id = await manager.get().create(b"bye", "bye.txt", file_id="old/bye.txt")
+    async with asgi_client(create_app(manager)) as client:
+        assert (await client.delete("/files/old/bye.txt")).status_code == 204
+        assert await stored_ids(manager) == []
+        missing = await client.delete(f"/files/{file_id}")
+        assert missing.status_code == 404
+        assert missing.json() == {"error": "no file 'old/bye.txt' in storage 'default'"}
+        assert (await client.delete("/files/x?storage=nope")).status_code == 404
+        assert (await client.delete("/files/a/../b")).status_code == 404
+        keep = await manager.get().create(b"keep", "keep.txt")
+        cross_site = await client.delete(
+            f"/files/{keep}", headers={"Origin": "https://evil.example"}
+        )
+        assert cross_site.status_code == 403
+        assert await stored_ids(manager) == [keep]
+
+
+async def test_storages_are_switched_by_a_query_parameter(manager: StorageManager) -> None:
+    manager.configure("archive", {"depot.backend": "memory"})
+    manager.set_secret_key("s3cr3t-for-tests")
+    manager.configure("vault", {"depot.backend": "memory", "depot.private": "true"})
+    await manager.get("archive").create(b"old", "old.txt")
+    await manager.get("vault").create(b"hidden", "hidden.txt")
+    async with asgi_client(create_app(manager)) as client:
+        page = await client.get("/?storage=archive")
+        assert 'data-storage="archive"' in page.text
+        assert '<option value="archive" selected>' in page.text
+        assert "old.txt" in page.text
+        listed = (await client.get("/files?storage=archive")).json()
+        assert [item["path"].split("/")[0] for item in listed] == ["archive"]
+        vault = (await client.get("/files?storage=vault")).json()
+        assert "?expires=" in vault[0]["url"]  # private: signed links, for an hour
+        assert (await client.get(vault[0]["url"])).content == b"hidden"
+        assert (await client.get("/?storage=nope")).status_code == 404
+        assert (await client.get("/files?storage=nope")).json()["error"].startswith("no storage")
+        posted = await client.post(
+            "/files?storage=archive&next=page", files={"file": ("n.txt", b"new")}
+        )
+        assert posted.status_code == 303
+        assert posted.headers["location"] == "/?storage=archive"
+
+
 async def test_form_upload_redirects_back_to_the_page(manager: StorageManager) -> None:
     async with asgi_client(create_app(manager)) as client:
         response = await client.post(

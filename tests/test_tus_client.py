@@ -136,3 +136,18 @@ def test_terminate_deletes_the_upload(tmp_path: Path) -> None:
         assert head.status_code == 404
         assert httpx.get(f"{base}/files").json() == []
         assert list((tmp_path / "tus-staging").glob("*/*")) == []
+
+
+@pytest.mark.usefixtures("client_ready")
+def test_the_page_vendors_the_client_the_tests_run() -> None:
+    """``depotx/static/vendor/tus.min.js`` is tus-js-client's own build, at the tested version."""
+    import json
+
+    installed = JS / "node_modules" / "tus-js-client"
+    version = json.loads((installed / "package.json").read_text())["version"]
+    vendored = (Path(__file__).parent.parent / "depotx" / "static" / "vendor").resolve()
+    header, _, body = (vendored / "tus.min.js").read_text().partition("\n")
+    assert header.startswith(f"/*! tus-js-client {version} ")
+    original = (installed / "dist" / "tus.min.js").read_text()
+    assert body == original.replace("\n//# sourceMappingURL=tus.min.js.map", "").rstrip() + "\n"
+    assert (vendored / "tus-js-client.LICENSE").read_text() == (installed / "LICENSE").read_text()
