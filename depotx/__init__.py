@@ -22,6 +22,7 @@ from ._exceptions import (
     StoredFileChangedError,
     StoredFileExistsError,
     StoredFileNotFoundError,
+    UploadTokenError,
     ValidationError,
 )
 from ._files import FileIntent, StoredFile
@@ -32,7 +33,14 @@ from .responses import StoredFileResponse
 from .storages.base import FileStorage
 from .storages.local import LocalFileStorage
 from .storages.memory import MemoryFileStorage
-from .uploads import ReceivedFile, ReceivedUpload, TusApp, TusUpload, receive_upload
+from .uploads import (
+    ReceivedFile,
+    ReceivedUpload,
+    TusApp,
+    TusUpload,
+    UploadTicket,
+    receive_upload,
+)
 
 __version__ = "0.1.0"
 
@@ -61,6 +69,8 @@ __all__ = [
     "StoredFileResponse",
     "TusApp",
     "TusUpload",
+    "UploadTicket",
+    "UploadTokenError",
     "ValidationError",
     "__version__",
     "migrate",

@@ -254,7 +254,7 @@ _COMMON_OPTIONS = (
     "region_name",
 )
 #: Settings of the manager itself, not of one storage: ``DEPOTX_DEFAULT``, ...
-MANAGER_KEYS = ("default", "mountpoint", "secret_key")
+MANAGER_KEYS = ("default", "mountpoint", "secret_key", "upload_staging")
 
 
 def env_settings(environ: Mapping[str, str] | None, env_prefix: str, prefix: str) -> dict[str, str]:

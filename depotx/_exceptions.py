@@ -32,6 +32,7 @@ __all__ = [
     "StoredFileChangedError",
     "StoredFileExistsError",
     "StoredFileNotFoundError",
+    "UploadTokenError",
     "ValidationError",
 ]
 
@@ -115,6 +116,13 @@ class ValidationError(DepotError, ValueError):
     def __init__(self, rule: str, message: str) -> None:
         self.rule = rule
         super().__init__(f"{rule}: {message}")
+
+
+class UploadTokenError(DepotError, ValueError):
+    """A direct-upload token that is malformed, tampered with, expired or for another storage.
+
+    The message says which; the token itself is never repeated in it.
+    """
 
 
 class BackendError(DepotError, OSError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
@@ -45,6 +46,7 @@ def url_quote(file_id: str) -> str:
 
 _MOUNTPOINT_KEY = "mountpoint"
 _SECRET_KEY = "secret_key"
+_UPLOAD_STAGING_KEY = "upload_staging"
 _ALIAS_OPTION = "alias"
 _DEFAULT_KEY = "default"
 
@@ -69,6 +71,8 @@ class StorageManager:
         self._default: str | None = None
         self._mountpoint = DEFAULT_MOUNTPOINT
         self._keys: SigningKeys | None = None
+        self._upload_staging: FileStorage | str | None = None
+        self._default_upload_staging: FileStorage | None = None
         #: The time signed URLs are made and checked against (injectable for tests).
         self.clock = clock
         self.set_mountpoint(mountpoint)
@@ -133,6 +137,7 @@ class StorageManager:
                 "StorageManager(secret_key=...))"
             )
         storage._bind(self.get)
+        storage._manager = self
         self._storages[name] = storage
         if self._default is None:  # the first storage is the default
             self._default = name
@@ -168,6 +173,8 @@ class StorageManager:
             self.set_secret_key(options.pop(_SECRET_KEY))
         if _MOUNTPOINT_KEY in options:
             self.set_mountpoint(str(options.pop(_MOUNTPOINT_KEY)))
+        if _UPLOAD_STAGING_KEY in options:
+            self.set_upload_staging(str(options.pop(_UPLOAD_STAGING_KEY)))
         for key, value in options.items():
             if key == _DEFAULT_KEY:
                 default = str(value)
@@ -323,6 +330,55 @@ class StorageManager:
     def mountpoint(self) -> str:
         return self._mountpoint
 
+    # -- direct uploads --------------------------------------------------------------
+
+    def set_upload_staging(self, storage: FileStorage | str) -> None:
+        """Where direct uploads to storages that cannot presign wait to be finalized.
+
+        A storage, or the name of one of this manager's (``depot.upload_staging``).
+        The default is local storage in ``$XDG_CACHE_HOME/depotx/uploads``; several
+        app servers need a shared one. Its contents are never listed as files.
+        """
+        if not isinstance(storage, (FileStorage, str)):
+            raise ConfigurationError("upload_staging is a storage or a storage name")
+        self._upload_staging = storage
+
+    @property
+    def upload_staging(self) -> FileStorage:
+        """The storage direct uploads are staged in (see :meth:`set_upload_staging`)."""
+        if isinstance(self._upload_staging, FileStorage):
+            return self._upload_staging
+        if isinstance(self._upload_staging, str):
+            return self.get(self._upload_staging)
+        if self._default_upload_staging is None:
+            from .storages.local import LocalFileStorage
+            from .uploads._staging import default_staging_path
+
+            self._default_upload_staging = LocalFileStorage(default_staging_path("uploads"))
+            self._default_upload_staging.name = "upload-staging"
+        return self._default_upload_staging
+
+    @property
+    def has_upload_staging(self) -> bool:
+        """Whether an upload staging storage is set, or the default one exists on disk."""
+        if self._upload_staging is not None or self._default_upload_staging is not None:
+            return True
+        from .uploads._staging import default_staging_path
+
+        return os.path.isdir(default_staging_path("uploads"))
+
+    async def finalize_upload(self, token: str) -> str:
+        """Finalize a direct upload in the storage its token names; return its path.
+
+        ``"<storage>/<fileid>"``, for the database and :meth:`get_file`. The
+        storage's :meth:`~depotx.FileStorage.finalize_upload` does the work.
+        """
+        from .uploads._direct import read_grant
+
+        grant = read_grant(self, token)
+        storage = self.get(grant.storage)
+        return f"{grant.storage}/{await storage.finalize_upload(token)}"
+
     def set_mountpoint(self, mountpoint: str) -> None:
         """Set where the middleware serves files (and ``url_for`` points).
 
@@ -355,6 +411,7 @@ class StorageManager:
         self._aliases.clear()
         self._default = None
         self._mountpoint = DEFAULT_MOUNTPOINT
+        self._upload_staging = None
 
     async def aclose(self) -> None:
         """Close every storage's clients; the storages stay configured."""

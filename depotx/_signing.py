@@ -19,19 +19,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode
 
 __all__ = [
     "FILE_URL",
+    "UPLOAD_TOKEN",
     "BadSignature",
     "SignedQuery",
     "SigningKeys",
     "canonical",
     "check_file_query",
     "parse_secrets",
+    "read_token",
     "sign_file_query",
+    "sign_token",
 ]
 
 _VERSION = b"depotx-signed-v1"
@@ -201,3 +205,46 @@ def check_file_query(
     if now >= expires:  # checked after the signature: an expired forgery is still a forgery
         raise BadSignature("expired")
     return SignedQuery(expires, download, filename)
+
+
+# -- upload tokens -----------------------------------------------------------------------
+
+#: What an upload token's signature is for.
+UPLOAD_TOKEN = "upload-token"
+
+
+def sign_token(keys: SigningKeys, purpose: str, payload: Mapping[str, object]) -> str:
+    """``<payload>.<signature>``: the JSON payload in URL-safe base64, then its HMAC.
+
+    The payload's exact bytes are what is signed and what is read back, so there
+    is one spelling of every token: nothing can be re-encoded into a valid one.
+    """
+    body = _encode(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
+    return f"{body}.{keys.sign(purpose, {'payload': body})}"
+
+
+def read_token(
+    keys: SigningKeys | None, purpose: str, token: object, now: float
+) -> dict[str, object]:
+    """The payload of a token :func:`sign_token` made, checked; :class:`BadSignature` if not.
+
+    A payload's ``expires`` (Unix seconds) is checked after the signature, so an
+    expired forgery is reported as a forgery.
+    """
+    if keys is None:
+        raise BadSignature("no signing key is configured")
+    if not isinstance(token, str) or token.count(".") != 1 or len(token) > 16384:
+        raise BadSignature("malformed token")
+    body, signature = token.split(".")
+    if not keys.verify(purpose, {"payload": body}, signature):
+        raise BadSignature("signature does not match")
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except ValueError as exc:  # signed by us, so only a bug gets here
+        raise BadSignature("unreadable payload") from exc
+    if not isinstance(payload, dict):
+        raise BadSignature("unreadable payload")
+    expires = payload.get("expires")
+    if not isinstance(expires, int) or now >= expires:
+        raise BadSignature("expired")
+    return payload

@@ -33,12 +33,15 @@ from ._ids import is_valid_file_id
 from ._manager import DepotManager, StorageManager
 from ._serving import DEFAULT_SERVE_CHUNK_SIZE, failure_status, send_plan, serve_file
 from .storages.base import FileStorage
+from .uploads import _direct
 
 __all__ = ["DepotMiddleware"]
 
 logger = logging.getLogger("depotx")
 
 _ALLOW = (b"allow", b"GET, HEAD")
+#: ``<mountpoint>/.upload`` takes direct uploads for storages that cannot presign.
+_UPLOAD_NAME = _direct.UPLOAD_ROUTE.lstrip("/")
 # Characters left alone when a public URL is made header-safe: the URL syntax
 # itself and existing escapes.
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
@@ -147,6 +150,9 @@ class DepotMiddleware:
             return
         # Under the mountpoint: ours, whatever it is.
         name, slash, file_id = path[len(mountpoint) + 1 :].partition("/")
+        if name == _UPLOAD_NAME and not slash:
+            await _direct.receive(self.manager, scope, receive, send)
+            return
         head = scope["method"] == "HEAD"
         if not name or not slash or not file_id or not _canonical(scope, file_id):
             await send_plan(send, _http.error_plan(404, head=head))

@@ -14,6 +14,7 @@ import errno
 import html
 import importlib.util
 import logging
+import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -37,6 +38,7 @@ from ._exceptions import (
     MissingDependencyError,
     StorageNotFoundError,
     StoredFileNotFoundError,
+    UploadTokenError,
     ValidationError,
 )
 from ._files import StoredFile
@@ -46,6 +48,7 @@ from ._units import human_size, too_large_message
 from .middleware import DepotMiddleware
 from .storages.base import FileStorage
 from .uploads import TusApp, receive_upload
+from .uploads._direct import presigns
 
 __all__ = ["create_app", "serve"]
 
@@ -198,6 +201,8 @@ def _check_multipart() -> None:
         raise MissingDependencyError("server", "python-multipart")
 
 
+#: The size limit of direct-upload tickets when the server has none: S3's largest object.
+_NO_LIMIT = 5 * 1024**4
 #: Signed links of private storages on the page live this long.
 _PRIVATE_LINK_SECONDS = 3600
 #: The page runs only its own scripts; thumbnails may come from a bucket's URLs.
@@ -219,7 +224,7 @@ _PAGE = """<!doctype html>
 <link rel="stylesheet" href="{root}/static/page.css">
 </head>
 <body data-root="{root}" data-storage="{storage}" data-max-size="{max_size}"
- data-limit="{limit_text}">
+ data-limit="{limit_text}" data-direct="{direct}">
 <header>
 <h1>depotx</h1>
 {switcher}
@@ -240,6 +245,7 @@ network drop.</p>
 {listing}
 </div>
 <script src="{root}/static/vendor/tus.min.js"></script>
+<script src="{root}/static/depotx-upload.js"></script>
 <script src="{root}/static/page.js"></script>
 </body>
 </html>
@@ -286,13 +292,15 @@ def render_page(
     result: dict[str, Any],
     max_upload_size: int | None,
     default: str | None = None,
+    direct: bool = False,
 ) -> str:
     """The page at ``/``: the upload area and one page of ``result``'s files.
 
     Server-rendered, so it works without JavaScript (the form posts to ``POST
     /files``); ``static/page.js`` adds drag and drop, several files at once and
-    resumable uploads through ``/tus/`` with tus-js-client, and refreshes the
-    listing by fetching this page again.
+    resumable uploads through ``/tus/`` with tus-js-client (or, with ``direct``,
+    straight to the bucket with ``depotx-upload.js``), and refreshes the listing
+    by fetching this page again.
     """
     files = result["files"]
     if files:
@@ -346,6 +354,7 @@ def render_page(
         switcher=switcher,
         action=html.escape(f"{root}/files?{query}next=page"),
         listing=summary + table,
+        direct="1" if direct else "",
     )
 
 
@@ -362,7 +371,7 @@ def create_app(
     Uploads arrive by ``POST /files`` (multipart, streamed) or resumably by tus at
     ``/tus/`` (a :class:`~depotx.TusApp` whose partial uploads are kept in
     ``tus_staging``: a storage name, a storage, or by default local storage in
-    :func:`~depotx.uploads._tus.default_staging_path`); a tus client may pick any
+    :func:`~depotx.uploads._staging.default_staging_path`); a tus client may pick any
     configured storage with the ``storage`` metadata key.
     ``max_upload_size`` (bytes) refuses larger uploads with 413 before anything
     is stored. ``allowed_hosts`` are the host names it answers to (others get
@@ -375,6 +384,10 @@ def create_app(
         raise ConfigurationError("max_upload_size must be >= 0")
     manager.set_mountpoint(mountpoint)
     manager.get_default()  # fail now, not on the first request
+    if manager.signing_keys is None:
+        # Direct-upload tickets are signed: without a configured secret, one for this
+        # process (tickets then do not survive a restart, which is fine for 15 minutes).
+        manager.set_secret_key(secrets.token_urlsafe(32))
     tus = TusApp(
         manager,
         allowed_storages=manager.names,
@@ -475,6 +488,7 @@ def create_app(
             )
         result = await listing(request, storage_name)
         root = request.scope.get("root_path", "")
+        direct = presigns(manager.get(storage_name))
         page_html = render_page(
             root=root,
             storage_name=storage_name,
@@ -482,10 +496,63 @@ def create_app(
             result=result,
             max_upload_size=max_upload_size,
             default=manager.get_default(),
+            direct=direct,
         )
+        # A page uploading straight to a bucket must be allowed to reach it.
+        csp = _PAGE_CSP + ("; connect-src 'self' https: http:" if direct else "")
         return HTMLResponse(
-            page_html, headers={"Cache-Control": "no-store", "Content-Security-Policy": _PAGE_CSP}
+            page_html, headers={"Cache-Control": "no-store", "Content-Security-Policy": csp}
         )
+
+    async def ticket(request: Request) -> Response:
+        """``POST /uploads/ticket`` ``{filename, content_type, size}``: a direct-upload ticket."""
+        try:
+            storage_name = chosen(request)
+            asked = await request.json()
+            issued = await manager.get(storage_name).prepare_upload(
+                str(asked.get("filename") or "unnamed"),
+                asked.get("content_type") or None,
+                max_size=max_upload_size if max_upload_size is not None else _NO_LIMIT,
+                size=asked.get("size") if isinstance(asked.get("size"), int) else None,
+            )
+        except StorageNotFoundError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except ValueError as exc:  # a malformed body, or ValidationError (a rule)
+            limit = isinstance(exc, ValidationError) and exc.rule == "max_size"
+            if limit and max_upload_size is not None:
+                return _too_large(max_upload_size)
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(issued.to_dict(), headers={"Cache-Control": "no-store"})
+
+    async def ticket_parts(request: Request) -> Response:
+        """``POST /uploads/parts`` ``{token, parts}``: presigned part URLs of a ticket."""
+        try:
+            asked = await request.json()
+            storage = manager.get(chosen(request))
+            urls = await storage.presign_upload_parts(str(asked["token"]), asked["parts"])
+        except UploadTokenError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=403)
+        except (KeyError, TypeError, ValueError, DepotError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"urls": urls}, headers={"Cache-Control": "no-store"})
+
+    async def ticket_finalize(request: Request) -> Response:
+        """``POST /uploads/finalize`` ``{token}``: the uploaded file, described (201)."""
+        try:
+            asked = await request.json()
+            path = await manager.finalize_upload(str(asked["token"]))
+        except UploadTokenError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=403)
+        except ValidationError as exc:
+            if exc.rule == "max_size" and max_upload_size is not None:
+                return _too_large(max_upload_size)
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        except (KeyError, TypeError, ValueError) as exc:
+            return JSONResponse({"error": f'send {{"token": ...}}: {exc}'}, status_code=400)
+        storage_name, file_id = split_path(path)
+        async with await manager.get(storage_name).get(file_id) as stored:
+            described = describe(request, storage_name, stored)
+        return JSONResponse(described, status_code=201)
 
     async def delete_file(request: Request) -> Response:
         """``DELETE /files/<id>?storage=<name>``: 204, or 404 in words."""
@@ -593,6 +660,9 @@ def create_app(
             Route("/files", list_files, methods=["GET", "HEAD"]),
             Route("/files", upload, methods=["POST"]),
             Route("/files/{file_id:path}", delete_file, methods=["DELETE"]),
+            Route("/uploads/ticket", ticket, methods=["POST"]),
+            Route("/uploads/parts", ticket_parts, methods=["POST"]),
+            Route("/uploads/finalize", ticket_finalize, methods=["POST"]),
             Mount("/tus", app=tus),
             Mount("/static", app=StaticFiles(directory=STATIC)),
         ],

@@ -9,7 +9,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -25,6 +25,8 @@ manager = StorageManager()
 manager.configure("default", {"depot.storage_path": sys.argv[1]})
 for name in options.get("more_storages", ()):
     manager.configure(name, {"depot.backend": "memory"})
+for name, settings in options.get("configured", {}).items():
+    manager.configure(name, settings)
 staging = LocalFileStorage(sys.argv[2])
 serve(
     manager,
@@ -43,16 +45,22 @@ def running_server(
     *,
     tus_staging: Path | None = None,
     more_storages: Sequence[str] = (),
+    configured: Mapping[str, Mapping[str, str]] | None = None,
     max_upload_size: int | None = None,
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Start the server on a free port; yield it and its URL (no trailing slash).
 
     ``root`` is the default (local) storage; ``more_storages`` are memory storages
-    beside it. Unfinished tus uploads go to ``tus_staging`` (default: ``root``'s
-    sibling ``tus-staging``), never to the user's cache. The process is always
-    stopped (terminate, then kill) when the block ends.
+    beside it, ``configured`` storages with settings of their own. Unfinished tus
+    uploads go to ``tus_staging`` (default: ``root``'s sibling ``tus-staging``),
+    never to the user's cache. The process is always stopped (terminate, then
+    kill) when the block ends.
     """
-    options = {"more_storages": list(more_storages), "max_upload_size": max_upload_size}
+    options = {
+        "more_storages": list(more_storages),
+        "configured": {name: dict(settings) for name, settings in (configured or {}).items()},
+        "max_upload_size": max_upload_size,
+    }
     staging = tus_staging if tus_staging is not None else root.parent / "tus-staging"
     process = subprocess.Popen(
         [sys.executable, "-c", SERVER, str(root), str(staging), json.dumps(options)],

@@ -569,3 +569,29 @@ async def test_keys_round_trip_through_a_real_http_client(server: Server) -> Non
     for key in keys:
         await storage.delete(key)
     await storage.aclose()
+
+
+async def test_direct_upload_routes_through_the_app(manager: StorageManager) -> None:
+    app = create_app(manager, max_upload_size=1000)
+    assert manager.signing_keys is not None  # serve made one up: tickets are signed
+    manager.set_upload_staging(manager.get())  # any storage; keys under a hidden folder
+    async with asgi_client(app) as client:
+        ticket = (
+            await client.post("/uploads/ticket", json={"filename": "a.txt", "size": 5})
+        ).json()
+        form = ticket["upload"]
+        assert form["url"] == "/depot/.upload"
+        sent = await client.post(
+            form["url"], files={"file": ("a.txt", b"hello")}, headers=form["headers"]
+        )
+        assert sent.status_code == 201
+        done = await client.post("/uploads/finalize", json={"token": ticket["token"]})
+        assert done.status_code == 201
+        assert done.json()["filename"] == "a.txt"
+        assert (await client.get(done.json()["url"])).content == b"hello"
+        assert (await client.post("/uploads/finalize", json={"token": "x.y"})).status_code == 403
+        too_big = await client.post("/uploads/ticket", json={"filename": "b", "size": 1001})
+        assert too_big.status_code == 413
+        assert "upload limit" in too_big.json()["error"]
+        parts = await client.post("/uploads/parts", json={"token": ticket["token"], "parts": [1]})
+        assert parts.status_code == 403  # a form ticket has no parts

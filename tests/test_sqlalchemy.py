@@ -688,3 +688,74 @@ async def test_shared_unicode_keys_are_recognised(
         await session.delete(b)
         await session.commit()
         assert not await exists(f"docs/{key}")
+
+
+# -- direct uploads: a ticket's token assigned to a column ------------------------------------
+
+
+async def _direct_upload(data: bytes, filename: str, claimed: str | None = None) -> str:
+    """A browser's direct upload to the ``docs`` storage, through the middleware; its token."""
+    import httpx
+
+    from depotx import MemoryFileStorage
+
+    MANAGER.set_secret_key("sqlalchemy-direct-secret")
+    if not MANAGER.has_upload_staging or MANAGER._upload_staging is None:
+        MANAGER.set_upload_staging(MemoryFileStorage())
+    ticket = await MANAGER.get("docs").prepare_upload(filename, claimed, max_size=10_000)
+
+    async def nothing(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("the middleware answers uploads itself")
+
+    transport = httpx.ASGITransport(app=MANAGER.make_middleware(nothing))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        form = ticket.to_dict()["upload"]
+        response = await client.post(
+            form["url"], files={"file": (filename, data)}, headers=form["headers"]
+        )
+        assert response.status_code == 201, response.text
+    return ticket.token
+
+
+async def test_a_direct_upload_token_is_finalized_and_attached_at_flush(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    token = await _direct_upload(PDF, "scan.pdf", "image/png")
+    async with sessions() as session:
+        doc = Document(file=token)
+        assert isinstance(doc.file, PendingFile)
+        session.add(doc)
+        await session.commit()
+        assert isinstance(doc.file, AttachedFile)
+        assert doc.file.filename == "scan.pdf"
+        assert doc.file.content_type == "application/pdf"  # sniffed, not the claim
+        assert doc.file.size == len(PDF)
+        assert await exists(doc.file.path)
+        assert await file_ids("docs") == [doc.file.file_id]
+
+
+async def test_a_rolled_back_direct_upload_is_deleted(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    token = await _direct_upload(PDF, "scan.pdf")
+    async with sessions() as session:
+        doc = Document(file=token)
+        session.add(doc)
+        await session.flush()
+        path = doc.file.path  # type: ignore[union-attr]
+        assert await exists(path)
+        await session.rollback()
+    assert not await exists(path)
+    assert await file_ids("docs") == []
+
+
+async def test_a_direct_upload_breaking_a_column_rule_is_refused_and_deleted(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    token = await _direct_upload(HTML, "invoice.pdf", "application/pdf")
+    async with sessions() as session:
+        session.add(Document(pdf=token))
+        with pytest.raises(ValidationError, match="allowed_types"):
+            await session.flush()
+        await session.rollback()
+    assert await file_ids("docs") == []

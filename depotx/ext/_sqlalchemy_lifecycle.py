@@ -40,7 +40,14 @@ from .._ids import split_path
 from .._manager import StorageManager
 from ..storages.base import utcnow
 from ._attached import AttachedFile
-from ._sqlalchemy_store import COLUMN_KEY, TABLE_KEY, Stored, adopt_path, store_content
+from ._sqlalchemy_store import (
+    COLUMN_KEY,
+    TABLE_KEY,
+    Stored,
+    adopt_path,
+    adopt_token,
+    store_content,
+)
 from ._sqlalchemy_types import AsyncSessionRequiredError, FileType, PendingFile
 
 __all__ = ["delete_orphans"]
@@ -161,6 +168,8 @@ def _on_set(target: object, value: Any, oldvalue: Any, initiator: Any) -> Any:
     if isinstance(value, AttachedFile) and value == oldvalue:
         return value
     if isinstance(value, str):
+        if "/" not in value and value.count(".") == 1:
+            return PendingFile(token=value)  # a direct upload's token: finalized at flush
         split_path(value)  # a malformed path fails here, not at flush
         return PendingFile(path=value)
     if _in_sync_session(target):
@@ -296,6 +305,12 @@ def _flush_files(session: Session, state: _SessionState) -> None:
 
 
 def _store(column: _FileColumn, pending: PendingFile, can_store: bool) -> Stored:
+    if pending.token is not None:
+        # Finalized at flush, then checked like any stored file; a rollback (or a
+        # rule it breaks) deletes the finalized file again.
+        return _run(
+            adopt_token(column.type, pending.token, table=column.table, column=column.column)
+        )
     if pending.path is not None:
         # Under a sync Session the lookup runs on a short-lived loop, as deletions
         # do: the value gets its filename, type and size, and the column's rules

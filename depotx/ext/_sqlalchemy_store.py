@@ -240,3 +240,21 @@ async def adopt_path(ftype: FileType, path: str, *, table: str, column: str) -> 
         finally:
             source.close()
     return Stored(image, [f"{real}/{fid}" for fid in created])
+
+
+async def adopt_token(ftype: FileType, token: str, *, table: str, column: str) -> Stored:
+    """Finalize a direct upload, then take it over as :func:`adopt_path` does.
+
+    Unlike a path, the file is this assignment's own: it is in ``created``, so a
+    rollback deletes it, and so does a column rule it breaks (``max_size``,
+    ``allowed_types`` on the sniffed type, ``max_pixels``).
+    """
+    manager = ftype.manager
+    path = await manager.finalize_upload(token)
+    try:
+        adopted = await adopt_path(ftype, path, table=table, column=column)
+    except BaseException:
+        storage_name, file_id = split_path(path)
+        await _delete_quietly(manager.get(storage_name), [file_id])
+        raise
+    return Stored(adopted.value, [path, *adopted.created])

@@ -50,13 +50,14 @@ class PendingFile:
     """What a file attribute holds between the assignment and the flush.
 
     Either ``content`` to store (bytes, a file, an ``UploadFile``, a
-    ``FileIntent``, a ``StoredFile``, an ``AttachedFile`` to copy) or the
-    ``path`` of a file that is already stored. The flush replaces it with an
-    :class:`AttachedFile`.
+    ``FileIntent``, a ``StoredFile``, an ``AttachedFile`` to copy), the
+    ``path`` of a file that is already stored, or the ``token`` of a direct
+    upload to finalize. The flush replaces it with an :class:`AttachedFile`.
     """
 
     content: Any = None
     path: str | None = None
+    token: str | None = None
 
 
 def _has_json(dialect: Dialect) -> bool:

@@ -9,6 +9,8 @@
   var storage = body.dataset.storage
   var maxSize = body.dataset.maxSize ? Number(body.dataset.maxSize) : null
   var limitText = body.dataset.limit
+  // A storage that presigns (S3): the bytes go straight to the bucket (depotx-upload.js).
+  var direct = body.dataset.direct === '1'
   var form = document.getElementById('upload')
   var input = document.getElementById('file')
   var drop = document.getElementById('drop')
@@ -74,6 +76,10 @@
       fail(row, file.name + ' is larger than the upload limit of ' + limitText + '.')
       return
     }
+    if (direct) {
+      uploadDirect(file, row, bar, status, cancel)
+      return
+    }
     var upload = new tus.Upload(file, {
       endpoint: root + '/tus/',
       chunkSize: 5 * 1024 * 1024,
@@ -119,6 +125,65 @@
       }
       upload.start()
     })
+  }
+
+  function postJSON(path, body) {
+    return fetch(root + path + '?storage=' + encodeURIComponent(storage), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    }).then(function (response) {
+      return response
+        .json()
+        .catch(function () {
+          return {}
+        })
+        .then(function (answer) {
+          if (!response.ok) throw new Error(answer.error || 'error ' + response.status)
+          return answer
+        })
+    })
+  }
+
+  // Ticket from the server, bytes to the bucket, then the server makes a file of them.
+  function uploadDirect(file, row, bar, status, cancel) {
+    var stopped = false
+    cancel.addEventListener('click', function () {
+      stopped = true
+      row.remove()
+    })
+    var wanted = { filename: file.name, content_type: file.type || null, size: file.size }
+    postJSON('/uploads/ticket', wanted)
+      .then(function (ticket) {
+        return depotxUpload(ticket, file, {
+          onProgress: function (sent, total) {
+            var percent = total ? Math.floor((sent / total) * 100) : 100
+            bar.value = percent
+            status.textContent = percent + ' %'
+          },
+          partUrls: function (numbers) {
+            return postJSON('/uploads/parts', { token: ticket.token, parts: numbers }).then(
+              function (answer) {
+                return answer.urls
+              },
+            )
+          },
+        }).then(function () {
+          status.textContent = 'storing'
+          return postJSON('/uploads/finalize', { token: ticket.token })
+        })
+      })
+      .then(function () {
+        if (stopped) return
+        bar.value = 100
+        status.textContent = '100 % · stored'
+        row.classList.add('done')
+        cancel.remove()
+        refresh()
+      })
+      .catch(function (error) {
+        if (!stopped) fail(row, 'Upload failed: ' + error.message + '.')
+      })
   }
 
   function fail(row, message) {

@@ -26,10 +26,10 @@ from collections.abc import (
 )
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .._content import Upload, prepare_upload
-from .._exceptions import BackendError, DepotError, StoredFileNotFoundError
+from .._exceptions import BackendError, ConfigurationError, DepotError, StoredFileNotFoundError
 from .._files import StoredFile
 from .._ids import MAX_FILE_ID_BYTES, new_file_id, validate_file_id
 
@@ -41,6 +41,10 @@ __all__ = [
     "fold_listing",
     "utcnow",
 ]
+
+if TYPE_CHECKING:
+    from .._manager import StorageManager
+    from ..uploads._direct import DirectTarget, UploadGrant, UploadTicket
 
 _T = TypeVar("_T")
 
@@ -160,6 +164,8 @@ class FileStorage(abc.ABC):
     redirect_after_open: bool = False
     #: Leftovers of writes older than this are swept by :meth:`cleanup`.
     temp_max_age: timedelta = DEFAULT_TEMP_MAX_AGE
+    #: The manager the storage was added to (its secret signs upload tickets).
+    _manager: StorageManager | None = None
 
     # -- primitives for backends -----------------------------------------------
 
@@ -465,6 +471,34 @@ class FileStorage(abc.ABC):
         """
         return False
 
+    # -- direct uploads (see depotx.uploads._direct) -------------------------------------
+
+    async def _open_direct_upload(
+        self, grant: UploadGrant
+    ) -> tuple[UploadGrant, DirectTarget | None]:
+        """Prepare where the browser sends a direct upload; ``None``: through the app.
+
+        A storage that can presign (S3) returns the staging key it chose (in the
+        grant) and the presigned target; the default stages through the
+        middleware into the manager's upload staging storage.
+        """
+        return grant, None
+
+    async def _finalize_direct_upload(self, grant: UploadGrant) -> str:
+        """Make a file of the staged upload ``grant`` names; return its id."""
+        from ..uploads import _direct
+
+        return await _direct.finalize_staged(self, grant)
+
+    async def _presign_upload_parts(self, grant: UploadGrant, numbers: list[int]) -> dict[int, str]:
+        raise ConfigurationError(
+            f"{self._label()}: direct uploads go through the app, not in parts"
+        )
+
+    async def _abort_direct_upload(self, grant: UploadGrant) -> None:
+        assert self._manager is not None
+        await self._manager.upload_staging.delete(grant.staged)
+
     def _bind(self, resolve: Callable[[str], FileStorage]) -> None:  # noqa: B027 - optional hook
         """Called by the manager when the storage is added; ``resolve`` finds others by name.
 
@@ -539,7 +573,67 @@ class FileStorage(abc.ABC):
         if older_than < timedelta(0):
             raise ValueError("older_than must not be negative")
         with self._translating("cleanup", None):
-            return await self._cleanup(older_than)
+            removed = await self._cleanup(older_than)
+        from ..uploads import _direct
+
+        return removed + await _direct.sweep_staged(self)
+
+    async def prepare_upload(
+        self,
+        filename: str,
+        content_type: str | None = None,
+        *,
+        max_size: int,
+        expires_in: timedelta | float = timedelta(minutes=15),
+        metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
+    ) -> UploadTicket:
+        """A ticket for a browser to upload one file directly (see "Direct uploads").
+
+        S3 presigns a ``POST`` to the bucket (a policy limited to ``max_size``
+        bytes and ``content_type``), or a multipart upload when ``size`` is large;
+        other storages take the same form at the middleware. The upload lands in
+        a staging place and becomes a file only through :meth:`finalize_upload`.
+        The ticket's token is signed with the manager's secret and expires after
+        ``expires_in`` (15 minutes by default; finalize before then).
+        """
+        from ..uploads import _direct
+
+        return await _direct.prepare(
+            self,
+            filename,
+            content_type,
+            max_size=max_size,
+            expires_in=expires_in,
+            metadata=metadata,
+            size=size,
+        )
+
+    async def finalize_upload(self, token: str) -> str:
+        """Make a file of a direct upload; return its id (the same id every time).
+
+        Checks the token (:class:`~depotx.UploadTokenError` if tampered with,
+        expired or for another storage), that something was uploaded and is at
+        most ``max_size`` bytes (else it is deleted and
+        :class:`~depotx.ValidationError` raised), detects its type from its first
+        bytes (a claim of ``image/png`` for HTML gets ``text/html``), records its
+        checksum and filedepot's metadata, and removes the staged upload.
+        """
+        from ..uploads import _direct
+
+        return await _direct.finalize(self, token)
+
+    async def presign_upload_parts(self, token: str, part_numbers: Iterable[int]) -> dict[int, str]:
+        """Presigned ``PUT`` URLs for parts of a multipart direct upload (S3), by number."""
+        from ..uploads import _direct
+
+        return await _direct.presign_parts(self, token, part_numbers)
+
+    async def abort_upload(self, token: str) -> None:
+        """Give up a direct upload: its staged bytes or parts are deleted now."""
+        from ..uploads import _direct
+
+        await _direct.abort(self, token)
 
     async def __aenter__(self) -> FileStorage:
         return self

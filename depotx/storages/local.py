@@ -302,6 +302,27 @@ def _rmtree(path: str) -> None:
         shutil.rmtree(path, onerror=log)
 
 
+def _remove_trash(path: str) -> None:
+    """Remove a deleted folder, even while racing readers or writers still hold it open.
+
+    A reader or a replace that opened the folder before it was deleted may still
+    take its lock, and a lock file that is gone is created again (for folders
+    filedepot wrote, which have none): the folder is then not empty when it is
+    removed. Such a racer finds the folder dead and stops, and no file can be
+    created in a folder once removed, so going again a few times always wins.
+    """
+    for attempt in range(10):
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY or attempt == 9:
+                logger.warning("depotx: could not remove %s (left for cleanup): %s", path, exc)
+                return
+
+
 def _age(path: str, now: float) -> float:
     """Seconds since ``path`` was last changed; 0 if it is already gone."""
     try:
@@ -995,7 +1016,7 @@ class LocalFileStorage(FileStorage):
                 os.rename(path, trash)
         finally:
             os.close(folder_fd)
-        _rmtree(trash)
+        _remove_trash(trash)
         if "/" in file_id:
             self._remove_empty_prefix_folders(file_id)
 

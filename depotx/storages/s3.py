@@ -24,10 +24,13 @@ aborts the multipart upload, so neither orphan parts nor half objects remain.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -35,6 +38,7 @@ from urllib.parse import quote, unquote
 
 from .. import _http
 from .._content import Upload
+from .._detect import SNIFF_SIZE, detect_content_type
 from .._exceptions import (
     BackendError,
     ConfigurationError,
@@ -54,6 +58,8 @@ from .._formats import (
     parse_filedepot_time,
 )
 from .._ids import is_valid_file_id
+from .._units import too_large_message
+from ..uploads._direct import DirectTarget, UploadGrant
 from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing, utcnow
 
 try:
@@ -83,6 +89,11 @@ MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * 1024 * MiB
 DEFAULT_PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000
+#: Direct uploads declared larger than this get a multipart ticket instead of a POST.
+DEFAULT_DIRECT_MULTIPART_THRESHOLD = 64 * MiB
+#: Staged direct uploads live under ``<prefix>depotx-upload\``: not a valid id (a
+#: backslash), so ``list()`` never shows them, and one prefix for a lifecycle rule.
+DIRECT_STAGING = "depotx-upload\\"
 #: Above this, a server-side copy is a multipart copy (``CopyObject`` stops at 5 GiB).
 COPY_OBJECT_LIMIT = 5 * 1024 * MiB
 #: S3's limit on object keys, in UTF-8 bytes.
@@ -328,6 +339,8 @@ class S3Storage(FileStorage):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         conditional_writes: bool = True,
+        direct_multipart_threshold: int = DEFAULT_DIRECT_MULTIPART_THRESHOLD,
+        cors_origins: str | None = None,
     ) -> None:
         if host:  # filedepot's boto2 storage (depot.io.awss3) names the endpoint by host
             if endpoint_url:
@@ -398,6 +411,15 @@ class S3Storage(FileStorage):
         self.presigned_expires = presigned_expires
         self.custom_domain = custom_domain.rstrip("/") if custom_domain else None
         self.create_bucket = create_bucket
+        if direct_multipart_threshold < MIN_PART_SIZE:
+            raise ConfigurationError("direct_multipart_threshold must be at least 5 MiB")
+        self.direct_multipart_threshold = direct_multipart_threshold
+        #: Origins a bucket created by depotx lets browsers upload from (CORS); off by default.
+        self.cors_origins = (
+            [origin.strip() for origin in cors_origins.split(",") if origin.strip()]
+            if isinstance(cors_origins, str)
+            else list(cors_origins or [])
+        )
         self.part_size = part_size
         self.max_concurrency = max_concurrency
         self.conditional_writes = conditional_writes
@@ -529,6 +551,10 @@ class S3Storage(FileStorage):
         except ClientError as exc:
             if _error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
                 raise
+        if self.cors_origins:
+            await client.put_bucket_cors(
+                Bucket=self.bucket, CORSConfiguration=cors_configuration(self.cors_origins)
+            )
         if needs_acls and self.policy in _PUBLIC_ACLS:
             # New AWS buckets block public ACLs; allow them as filedepot does, and
             # keep public bucket policies blocked.
@@ -1020,7 +1046,16 @@ class S3Storage(FileStorage):
         stored: S3StoredFile,
     ) -> None:
         """``UploadPartCopy`` in parts (at most 10,000, each 5 MiB-5 GiB); aborted on failure."""
-        size = stored.content_length
+        await self._copy_in_parts(client, params, copy_source, stored.content_length, stored._etag)
+
+    async def _copy_in_parts(
+        self,
+        client: Any,
+        params: dict[str, Any],
+        copy_source: dict[str, str],
+        size: int,
+        etag: str,
+    ) -> None:
         part = max(self.part_size, -(-size // MAX_PARTS))
         created = await client.create_multipart_upload(**params)
         target = {"Bucket": params["Bucket"], "Key": params["Key"]}
@@ -1034,7 +1069,7 @@ class S3Storage(FileStorage):
                     PartNumber=number,
                     CopySource=copy_source,
                     CopySourceRange=f"bytes={start}-{end}",
-                    CopySourceIfMatch=stored._etag,
+                    CopySourceIfMatch=etag,
                     **target,
                 )
                 parts.append({"ETag": response["CopyPartResult"]["ETag"], "PartNumber": number})
@@ -1047,18 +1082,225 @@ class S3Storage(FileStorage):
             await asyncio.shield(self._abort(client, target, upload_id, []))
             raise
 
+    # -- direct uploads -------------------------------------------------------------------
+
+    async def _open_direct_upload(
+        self, grant: UploadGrant
+    ) -> tuple[UploadGrant, DirectTarget | None]:
+        """A presigned ``POST`` to a staging key, or a multipart upload for large files.
+
+        The POST policy fixes the key, limits the size (``content-length-range``)
+        and the ``Content-Type``; S3 refuses anything else before storing it. The
+        staging key starts with the expiry, for :meth:`cleanup`.
+        """
+        key = f"{self.prefix}{DIRECT_STAGING}{grant.staged.rsplit('/', 1)[1]}"
+        content_type = grant.content_type or "application/octet-stream"
+        seconds = max(1, int(grant.expires - time.time()))
+        size = grant.size
+        if size is not None and size > self.direct_multipart_threshold:
+            part = max(self.part_size, -(-size // MAX_PARTS))
+            client = await self._client()
+            created = await client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType=content_type
+            )
+            grant = dataclasses.replace(grant, staged=key, upload_id=created["UploadId"])
+            count = max(1, -(-size // part))
+            return grant, DirectTarget(None, {}, part, count)
+        post = self._signing_client().generate_presigned_post(
+            Bucket=self.bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[
+                {"Content-Type": content_type},
+                ["content-length-range", 0, grant.max_size],
+            ],
+            ExpiresIn=seconds,
+        )
+        return dataclasses.replace(grant, staged=key), DirectTarget(post["url"], post["fields"])
+
+    async def _presign_upload_parts(self, grant: UploadGrant, numbers: list[int]) -> dict[int, str]:
+        seconds = max(1, int(grant.expires - time.time()))
+        signer = self._signing_client()
+        return {
+            number: str(
+                signer.generate_presigned_url(
+                    "upload_part",
+                    Params={
+                        "Bucket": self.bucket,
+                        "Key": grant.staged,
+                        "UploadId": grant.upload_id,
+                        "PartNumber": number,
+                    },
+                    ExpiresIn=seconds,
+                )
+            )
+            for number in numbers
+        }
+
+    async def _abort_direct_upload(self, grant: UploadGrant) -> None:
+        client = await self._client()
+        if grant.upload_id is not None:
+            try:
+                await client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=grant.staged, UploadId=grant.upload_id
+                )
+            except ClientError as exc:
+                if _error_code(exc) != "NoSuchUpload":
+                    raise
+        await client.delete_object(Bucket=self.bucket, Key=grant.staged)
+
+    async def _finalize_direct_upload(self, grant: UploadGrant) -> str:
+        """Check the staged object, detect its type, copy it to its id with our metadata.
+
+        The copy is server-side (``CopyObject``, pinned to the staged ETag; a
+        multipart copy above 5 GiB) and writes filedepot's metadata and the
+        disposition rule anew; the staged object is deleted afterwards.
+        """
+        client = await self._client()
+        if grant.upload_id is not None:
+            await self._complete_direct_parts(client, grant)
+        try:
+            head = await client.head_object(
+                Bucket=self.bucket, Key=grant.staged, ChecksumMode="ENABLED"
+            )
+        except ClientError as exc:
+            if not _is_not_found(exc):
+                raise
+            if await self._exists(grant.file_id):
+                return grant.file_id  # finalized before
+            raise ValidationError(
+                "upload", "nothing was uploaded with this ticket (or it was cleaned up)"
+            ) from exc
+        size = int(head["ContentLength"])
+        etag = str(head["ETag"])
+        if size > grant.max_size:
+            await client.delete_object(Bucket=self.bucket, Key=grant.staged)
+            raise ValidationError("max_size", too_large_message(grant.max_size))
+        sample = b""
+        if size:
+            response = await client.get_object(
+                Bucket=self.bucket,
+                Key=grant.staged,
+                Range=f"bytes=0-{SNIFF_SIZE - 1}",
+                IfMatch=etag,
+            )
+            body = response["Body"]
+            try:
+                sample = await body.read()
+            finally:
+                body.close()
+        content_type = await asyncio.to_thread(
+            detect_content_type, sample, grant.filename, complete=size <= SNIFF_SIZE
+        )
+        checksum = await self._direct_checksum(client, grant.staged, head)
+        upload = Upload(
+            chunks=_no_chunks(),
+            filename=grant.filename,
+            content_type=content_type,
+            metadata=dict(grant.metadata),
+            last_modified=utcnow(),
+        )
+        params = self._put_params(self._key(grant.file_id), upload)
+        if checksum is not None:
+            params["Metadata"][CHECKSUM_KEY] = checksum
+        source = {"Bucket": self.bucket, "Key": grant.staged}
+        if size <= COPY_OBJECT_LIMIT:
+            await commit_or_cancel(
+                client.copy_object(
+                    CopySource=source,
+                    CopySourceIfMatch=etag,
+                    MetadataDirective="REPLACE",
+                    **params,
+                )
+            )
+        else:
+            await self._copy_in_parts(client, params, source, size, etag)
+        await client.delete_object(Bucket=self.bucket, Key=grant.staged)
+        return grant.file_id
+
+    async def _complete_direct_parts(self, client: Any, grant: UploadGrant) -> None:
+        """Complete a multipart direct upload from the parts S3 holds (none trusted from
+        the client); one whose parts do not add up to the declared size is aborted."""
+        parts: list[dict[str, Any]] = []
+        try:
+            paginator = client.get_paginator("list_parts")
+            async for page in paginator.paginate(
+                Bucket=self.bucket, Key=grant.staged, UploadId=grant.upload_id
+            ):
+                parts.extend(page.get("Parts", ()))
+        except ClientError as exc:
+            if _error_code(exc) == "NoSuchUpload":
+                return  # completed (or aborted) before: the staged object tells
+            raise
+        total = sum(int(part["Size"]) for part in parts)
+        if total != grant.size or total > grant.max_size:
+            await self._abort_direct_upload(grant)
+            raise ValidationError(
+                "upload", f"the parts hold {total} bytes, not the {grant.size} announced"
+            )
+        await client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=grant.staged,
+            UploadId=grant.upload_id,
+            MultipartUpload={
+                "Parts": [{"ETag": p["ETag"], "PartNumber": p["PartNumber"]} for p in parts]
+            },
+        )
+
+    async def _direct_checksum(self, client: Any, key: str, head: Mapping[str, Any]) -> str | None:
+        """The SHA-256 of a staged object: S3's own when the client sent one, else read.
+
+        A multipart object keeps its multipart ETag as checksum, as any multipart
+        upload does (``None`` here): reading gigabytes back to hash them is not
+        worth it.
+        """
+        given = head.get("ChecksumSHA256")
+        if given and "-" not in str(given):
+            return base64.b64decode(str(given)).hex()
+        if "-" in str(head["ETag"]):
+            return None
+        digest = hashlib.sha256()
+        response = await client.get_object(Bucket=self.bucket, Key=key, IfMatch=head["ETag"])
+        body = response["Body"]
+        try:
+            while chunk := await body.read(1024 * 1024):
+                digest.update(chunk)
+        finally:
+            body.close()
+        return digest.hexdigest()
+
     async def _cleanup(self, older_than: timedelta) -> int:
-        """Abort multipart uploads under the prefix started longer ago than ``older_than``.
+        """Abort multipart uploads under the prefix started longer ago than ``older_than``,
+        and delete staged direct uploads whose ticket expired.
 
         A process killed mid-upload leaves its parts stored (and billed) until then.
         """
         client = await self._client()
+        removed = 0
+        staging = f"{self.prefix}{DIRECT_STAGING}"
+        now = time.time()
+        paginator = client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=staging):
+            for item in page.get("Contents", ()):
+                stamp = str(item["Key"])[len(staging) :].split("-", 1)[0]
+                if stamp.isdigit() and int(stamp) < now:
+                    await client.delete_object(Bucket=self.bucket, Key=item["Key"])
+                    removed += 1
+        removed += await self._abort_stale(client, older_than)
+        return removed
+
+    async def _abort_stale(self, client: Any, older_than: timedelta) -> int:
         cutoff = datetime.now(timezone.utc) - older_than
         removed = 0
+        staging = f"{self.prefix}{DIRECT_STAGING}"
         paginator = client.get_paginator("list_multipart_uploads")
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
             for item in page.get("Uploads", ()):
-                if item["Initiated"] <= cutoff:
+                key = str(item["Key"])
+                stamp = key[len(staging) :].split("-", 1)[0] if key.startswith(staging) else ""
+                # A direct upload's parts are stale once its ticket expired.
+                expired = stamp.isdigit() and int(stamp) < time.time()
+                if item["Initiated"] <= cutoff or expired:
                     await client.abort_multipart_upload(
                         Bucket=self.bucket, Key=item["Key"], UploadId=item["UploadId"]
                     )
@@ -1327,3 +1569,27 @@ def compose_plan(
     if pending:
         plan.append((False, pending))
     return plan
+
+
+def cors_configuration(origins: Sequence[str]) -> dict[str, Any]:
+    """The bucket CORS rules browsers need for direct uploads from ``origins``.
+
+    ``POST`` for form uploads, ``PUT`` for parts, ``ETag`` exposed so a client can
+    read it; ``GET``/``HEAD`` for files served from the bucket.
+    """
+    return {
+        "CORSRules": [
+            {
+                "AllowedOrigins": list(origins),
+                "AllowedMethods": ["GET", "HEAD", "POST", "PUT"],
+                "AllowedHeaders": ["*"],
+                "ExposeHeaders": ["ETag"],
+                "MaxAgeSeconds": 3600,
+            }
+        ]
+    }
+
+
+async def _no_chunks() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover

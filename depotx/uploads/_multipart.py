@@ -176,6 +176,7 @@ async def receive_upload(
     max_files: int | None = 1,
     max_fields: int = 100,
     metadata: Mapping[str, str] | None = None,
+    file_id: str | None = None,
 ) -> ReceivedUpload:
     """Store the file parts of a ``multipart/form-data`` request as they arrive.
 
@@ -189,6 +190,8 @@ async def receive_upload(
     :param max_files: how many files one request may carry (``None``: any).
     :param max_fields: how many text fields (each up to 64 KiB) it may carry.
     :param metadata: custom metadata stored with every file.
+    :param file_id: the id to store the file under (a key; with ``max_files=1``),
+        create-only as ``storage.create(..., file_id=...)``; else a new id.
 
     Each file gets its name from the part's ``filename`` and its type from the
     usual detection (the bytes, then the name), exactly as ``storage.create``
@@ -196,6 +199,8 @@ async def receive_upload(
     On any failure (a rule, a malformed body, ``ClientDisconnect``, the storage)
     the files this call stored are deleted and the error is raised.
     """
+    if file_id is not None and max_files != 1:
+        raise ValueError("file_id names one file: use it with max_files=1")
     if isinstance(source, Request):
         scope, receive = source.scope, source.receive
     else:
@@ -227,10 +232,10 @@ async def receive_upload(
                 await chunks.aclose()
                 raise ValidationError("max_files", f"more than {max_files} file(s)")
             size = _Counter()
-            file_id = await storage.create(
-                size.counting(first, chunks), filename or None, metadata=metadata
+            stored_id = await storage.create(
+                size.counting(first, chunks), filename or None, metadata=metadata, file_id=file_id
             )
-            received.files.append(ReceivedFile(name, file_id, filename or None, size.total))
+            received.files.append(ReceivedFile(name, stored_id, filename or None, size.total))
     except BaseException:
         for stored in received.files:
             await storage.delete(stored.file_id)

@@ -45,7 +45,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
@@ -68,6 +67,7 @@ from .._files import FileIntent, StoredFile
 from .._manager import DepotManager, StorageManager
 from .._units import too_large_message
 from ..storages.base import FileStorage, utcnow
+from ._staging import default_staging_path
 
 __all__ = [
     "CHECKSUM_ALGORITHMS",
@@ -75,7 +75,6 @@ __all__ = [
     "TUS_VERSION",
     "TusApp",
     "TusUpload",
-    "default_staging_path",
 ]
 
 logger = logging.getLogger("depotx.tus")
@@ -112,16 +111,6 @@ _DIGITS = re.compile(r"[0-9]{1,19}")
 _METADATA_KEY = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _CHECKSUM_MISMATCH = 460
 _MAX_METADATA = 8 * 1024
-
-
-def default_staging_path() -> str:
-    """Where partial uploads are kept by default: ``$XDG_CACHE_HOME/depotx/tus``.
-
-    A folder that outlives the process (unlike a fresh temporary folder), so an
-    upload resumes after a restart of the server.
-    """
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(cache, "depotx", "tus")
 
 
 @dataclass(frozen=True)
@@ -197,7 +186,7 @@ class TusApp:
         client cannot choose.
     :param staging: where partial uploads are kept: a storage of the manager
         (by name) or a :class:`~depotx.FileStorage`. Default: local storage in
-        :func:`default_staging_path`. Use a shared one (S3, GridFS) when
+        :func:`default_staging_path` (``tus``). Use a shared one (S3, GridFS) when
         several servers take uploads.
     :param max_size: the largest upload in bytes (``Tus-Max-Size``): a larger
         ``Upload-Length`` is refused with 413, and so are bytes past it.
@@ -252,7 +241,7 @@ class TusApp:
             else:
                 from ..storages.local import LocalFileStorage
 
-                self._staging = LocalFileStorage(default_staging_path())
+                self._staging = LocalFileStorage(default_staging_path("tus"))
                 self._staging.name = "tus-staging"
         return self._staging
 
