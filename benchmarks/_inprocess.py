@@ -260,6 +260,51 @@ async def s3_depotx(
     return {"put_mib_s": round(size / MiB / put, 1), "get_mib_s": round(size / MiB / get, 1)}
 
 
+async def s3_small_latency(endpoint: str, bucket: str, count: int) -> dict[str, Any]:
+    """Open and read a 1 KiB object ``count`` times through depotx and through raw
+    ``get_object``, alternating, on one moto server; the median of each, in ms."""
+    import statistics
+
+    import aioboto3
+
+    from depotx.storages.s3 import S3Storage
+
+    storage = S3Storage(
+        bucket=bucket,
+        endpoint_url=endpoint,
+        access_key_id="bench",
+        secret_access_key="bench",
+        region_name="us-east-1",
+    )
+    ours: list[float] = []
+    theirs: list[float] = []
+    try:
+        file_id = await storage.create(b"x" * 1024, "small.bin")
+        key = storage._key(file_id)
+        async with aioboto3.Session().client("s3", **_s3_options(endpoint)) as client:
+            for _ in range(10):  # warm both connection pools
+                async with await storage.get(file_id) as stored:
+                    await stored.read()
+                await (await client.get_object(Bucket=bucket, Key=key))["Body"].read()
+            for _ in range(count):
+                began = time.perf_counter()
+                async with await storage.get(file_id) as stored:
+                    data = await stored.read()
+                ours.append(time.perf_counter() - began)
+                began = time.perf_counter()
+                raw = await (await client.get_object(Bucket=bucket, Key=key))["Body"].read()
+                theirs.append(time.perf_counter() - began)
+                if data != raw:
+                    raise RuntimeError("depotx and get_object disagree on the bytes")
+        await storage.delete(file_id)
+    finally:
+        await storage.aclose()
+    return {
+        "depotx_ms": round(statistics.median(ours) * 1000, 3),
+        "raw_ms": round(statistics.median(theirs) * 1000, 3),
+    }
+
+
 # -- moving a storage: depotx migrate against filedepot's loop ---------------------------
 
 

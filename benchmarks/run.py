@@ -57,6 +57,7 @@ class Settings:
     big_file: int = 100 * MiB
     s3_size: int = 64 * MiB
     s3_part: int = 8 * MiB
+    s3_small_count: int = 200
     upload_size: int = 1024 * MiB
     migrate_files: int = 1000
     migrate_largest: int = 512 * KiB
@@ -71,6 +72,7 @@ class Settings:
             "lag_upload": 64 * MiB,
             "lag_small": 1000,
             "s3_size": 16 * MiB,
+            "s3_small_count": 50,
             "upload_size": 64 * MiB,
             "migrate_files": 100,
             "migrate_largest": 128 * KiB,
@@ -127,6 +129,15 @@ def _ratio_row(
     met = None if ratio is None else (ratio >= minimum and extra_ok)
     target = f">= {minimum:g}x" + (f", {extra_target}" if extra_target else "")
     return Row(scenario, unit, ours, peer, theirs, target, met, ratio)
+
+
+def _latency_row(
+    scenario: str, ours: float | None, peer: str, theirs: float | None, maximum: float
+) -> Row:
+    """A row where lower is better: depotx's time over the peer's, at most ``maximum``."""
+    ratio = ours / theirs if ours is not None and theirs else None
+    met = None if ratio is None else ratio <= maximum
+    return Row(scenario, "ms", ours, peer, theirs, f"<= {maximum:g}x", met, ratio)
 
 
 def _limit_row(scenario: str, unit: str, ours: float | None, limit: float, peer: str = "-") -> Row:
@@ -755,7 +766,18 @@ def run_s3(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]
         }
         _log(f"{label}: depotx, aioboto3 x {settings.rounds} rounds")
         results = _interleave(settings.rounds, list(contenders), lambda name: contenders[name]())
-    rows = []
+        count = settings.s3_small_count
+        _log(f"S3 1 KiB get + read: depotx, aioboto3 get_object, {count} each, alternating")
+        small = _run_async(_inprocess.s3_small_latency(server.url, bucket, count))
+    rows = [
+        _latency_row(
+            f"S3 1 KiB get + read, median of {count} (moto)",
+            small["depotx_ms"],
+            "raw aioboto3 get_object + read",
+            small["raw_ms"],
+            1.15,
+        )
+    ]
     for key, what in (("put_mib_s", "create"), ("get_mib_s", "get")):
         rows.append(
             _ratio_row(
@@ -767,7 +789,7 @@ def run_s3(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]
                 0.9,
             )
         )
-    return rows, {label: results}
+    return rows, {label: results, "s3_small_latency": small}
 
 
 def run_migrate(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]]:

@@ -228,8 +228,18 @@ class DepotMiddleware:
                 await _send_redirect(send, url)
             return bool(url)
 
+        # A store whose get starts sending the bytes (S3: one GetObject) is asked
+        # for the metadata alone when they will likely not be sent.
+        metadata_only = storage.reads_with_metadata and (
+            head
+            or _may_not_read(scope)
+            or (
+                self.redirect_to_public_url
+                and (storage.redirect_after_open or storage.public_url(file_id) is not None)
+            )
+        )
         await serve_file(
-            lambda: storage.get(file_id),
+            lambda: storage.get(file_id, metadata_only=metadata_only),
             scope,
             receive,
             send,
@@ -282,6 +292,16 @@ class DepotMiddleware:
             exc_info=exc,
         )
         await send_plan(send, _http.error_plan(status, head=head))
+
+
+def _may_not_read(scope: Scope) -> bool:
+    """Whether the answer may carry no body (304, 412) or only ranges of it."""
+    return any(key in _CONDITIONAL_OR_RANGE for key, _ in scope["headers"])
+
+
+_CONDITIONAL_OR_RANGE = frozenset(
+    {b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since", b"range"}
+)
 
 
 def _canonical(scope: Scope, file_id: str) -> bool:

@@ -30,6 +30,7 @@ from depotx import (
     ConfigurationError,
     FileStorage,
     StorageManager,
+    StoredFileChangedError,
     StoredFileExistsError,
     StoredFileNotFoundError,
     ValidationError,
@@ -137,6 +138,94 @@ class TestUnversionedBucketContract(StorageContract):
         storage = make(endpoint, bucket, prefix="up/")
         yield storage
         await storage.aclose()
+
+    async def test_a_reader_opened_for_metadata_fails_before_another_versions_bytes(
+        self, storage: FileStorage
+    ) -> None:
+        file_id = await storage.create(b"v1" * 1000, "v1.bin")
+        async with await storage.get(file_id, metadata_only=True) as reader:
+            await storage.replace(file_id, b"v2", "v2.bin")
+            with pytest.raises(StoredFileChangedError):
+                await reader.read()
+
+
+# -- reads: one request -------------------------------------------------------------------
+
+
+async def calls_to(storage: S3Storage, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every S3 operation the storage's client makes, by name."""
+    client = await storage._client()
+    seen: list[str] = []
+    real = client._make_api_call
+
+    async def spy(operation: str, params: Any) -> Any:
+        seen.append(operation)
+        return await real(operation, params)
+
+    monkeypatch.setattr(client, "_make_api_call", spy)
+    return seen
+
+
+async def test_get_and_read_is_one_getobject(
+    s3: S3Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = await s3.create(b"x" * 1024, "small.bin")
+    big = await s3.create(os.urandom(3 * 1024 * 1024), "big.bin")
+    seen = await calls_to(s3, monkeypatch)
+    async with await s3.get(small) as stored:
+        assert await stored.read() == b"x" * 1024
+    assert seen == ["GetObject"]
+    seen.clear()
+    async with await s3.get(big) as stored:
+        total = 0
+        async for chunk in stored.iter_bytes(chunk_size=65536):
+            total += len(chunk)
+    assert (seen, total) == (["GetObject"], 3 * 1024 * 1024)
+    seen.clear()
+    # A range after opening: the opening body is given up, the range asked for.
+    async with await s3.get(big) as stored:
+        assert len(b"".join([c async for c in stored.iter_bytes(10, 20)])) == 10
+    assert seen == ["GetObject", "GetObject"]
+    seen.clear()
+    # Opened and closed unread: nothing more is asked.
+    async with await s3.get(small):
+        pass
+    async with await s3.get(small, metadata_only=True) as stored:
+        assert stored.content_length == 1024
+    assert seen == ["GetObject", "HeadObject"]
+
+
+async def test_the_middleware_asks_s3_once_per_request(
+    s3: S3Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from depotx import StorageManager
+
+    manager = StorageManager()
+    manager.register("s3", s3)
+    file_id = await s3.create(b"hello" * 200, "h.txt")
+    seen = await calls_to(s3, monkeypatch)
+
+    async def nothing(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not reached")
+
+    transport = httpx.ASGITransport(app=manager.make_middleware(nothing))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        url = manager.url_for(f"s3/{file_id}")
+        got = await client.get(url)
+        assert (got.status_code, seen) == (200, ["GetObject"])
+        seen.clear()
+        head = await client.head(url)
+        assert (head.status_code, seen) == (200, ["HeadObject"])
+        seen.clear()
+        again = await client.get(url, headers={"If-None-Match": got.headers["etag"]})
+        assert (again.status_code, seen) == (304, ["HeadObject"])
+        seen.clear()
+        part = await client.get(url, headers={"Range": "bytes=0-9"})
+        assert (part.status_code, part.content, seen) == (
+            206,
+            b"hellohello",
+            ["HeadObject", "GetObject"],
+        )
 
 
 # -- uploads -----------------------------------------------------------------------------
@@ -300,9 +389,9 @@ async def test_empty_range_sends_no_request(s3: S3Storage, monkeypatch: pytest.M
         return await real(**kwargs)
 
     monkeypatch.setattr(client, "get_object", get_object)
-    async with await s3.get(file_id) as stored:
+    async with await s3.get(file_id, metadata_only=True) as stored:
         assert [c async for c in stored.iter_bytes(4, 4)] == []
-        assert calls == [], "opening a file is a HEAD only; an empty range reads nothing"
+        assert calls == [], "opened for metadata, a HEAD only; an empty range reads nothing"
         assert b"".join([c async for c in stored.iter_bytes(2, 5)]) == b"234"
         assert b"".join([c async for c in stored.iter_bytes()]) == b"0123456789"
     assert len(calls) == 2
@@ -315,10 +404,18 @@ async def test_empty_range_sends_no_request(s3: S3Storage, monkeypatch: pytest.M
 
 async def test_read_after_delete_is_not_found(s3: S3Storage) -> None:
     file_id = await s3.create(b"soon gone")
-    async with await s3.get(file_id) as stored:
+    async with await s3.get(file_id, metadata_only=True) as stored:
         await s3.delete(file_id)
         with pytest.raises(StoredFileNotFoundError):
             await stored.read()
+
+
+async def test_a_file_opened_whole_keeps_its_bytes_after_a_delete(s3: S3Storage) -> None:
+    """Like an open file on disk: the GetObject that opened it is already answering."""
+    file_id = await s3.create(b"soon gone")
+    async with await s3.get(file_id) as stored:
+        await s3.delete(file_id)
+        assert await stored.read() == b"soon gone"
 
 
 async def test_no_such_key_is_not_found(s3: S3Storage) -> None:

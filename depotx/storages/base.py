@@ -183,6 +183,18 @@ class FileStorage(abc.ABC):
         first byte of another one.
         """
 
+    async def _head(self, file_id: str) -> StoredFile:
+        """:meth:`_get` for when the bytes will probably not be read.
+
+        Backends whose ``_get`` fetches content with the metadata (S3's one-request
+        ``GetObject``) override it with a metadata-only request.
+        """
+        return await self._get(file_id)
+
+    #: Whether ``_get`` starts sending the content: callers that know they will not
+    #: read it (HEAD, conditional and range requests) then pass ``metadata_only``.
+    reads_with_metadata: bool = False
+
     @abc.abstractmethod
     async def _store(self, file_id: str, upload: Upload, *, mode: WriteMode) -> None:
         """Write ``upload`` under ``file_id``, visible to readers only once complete.
@@ -396,7 +408,7 @@ class FileStorage(abc.ABC):
         old: StoredFile | None
         mode: WriteMode = "replace"
         try:
-            old = await self.get(file_id)
+            old = await self.get(file_id, metadata_only=True)
         except StoredFileNotFoundError:
             foreign = isinstance(file_or_id, StoredFile) and file_or_id.storage is not self
             if not foreign:
@@ -512,11 +524,19 @@ class FileStorage(abc.ABC):
         finally:
             await upload.aclose()
 
-    async def get(self, file_id: str) -> StoredFile:
-        """Open the file ``file_id``; close the returned :class:`StoredFile` when done."""
+    async def get(self, file_id: str, *, metadata_only: bool = False) -> StoredFile:
+        """Open the file ``file_id``; close the returned :class:`StoredFile` when done.
+
+        ``metadata_only=True`` says the bytes will probably not be read (an HTTP
+        ``HEAD``, a conditional request, a redirect): an object store then asks
+        for the metadata alone (S3 ``HeadObject``) instead of starting to send the
+        content with it. Reading such a file still works, with one more request.
+        """
         file_id = self._validate_id(file_id)
         # The serving hot path: a plain try costs nothing, a context manager ~1.5 µs.
         try:
+            if metadata_only:
+                return await self._head(file_id)
             return await self._get(file_id)
         except Exception as exc:
             error = self._translated(exc, "get", file_id)

@@ -8,10 +8,12 @@ and filedepot reads what depotx writes. What only depotx needs rides along as
 extra user metadata: ``x-depotx-checksum`` (sha256 of single-part uploads) and
 ``x-depotx-metadata`` (the custom metadata, as ASCII JSON).
 
-Opening a file is a ``HeadObject`` only, so a ``HEAD`` request or a conditional
-``GET`` answered with 304 never touches the content. Reads are one ranged
-``GetObject`` each, pinned to the version seen by the head: by ``VersionId``
-when the bucket is versioned, else by ``If-Match`` on the ETag, in which case a
+Opening a file is one ``GetObject``: its answer gives the metadata and its body
+is kept for the first whole read, so a download is one round trip. Where no bytes
+are wanted (a ``HEAD`` request, a conditional ``GET`` answered with 304, ranges)
+``get(..., metadata_only=True)`` is a ``HeadObject`` only. Other reads are one
+ranged ``GetObject`` each, pinned to the version opened: by ``VersionId`` when
+the bucket is versioned, else by ``If-Match`` on the ETag, in which case a
 replace in between makes the read fail with :class:`~depotx.StoredFileChangedError`
 before a single byte of the other version is yielded (the middleware retries).
 
@@ -219,7 +221,8 @@ class _PartReader:
 
 
 class S3StoredFile(StoredFile):
-    """A file in S3: metadata from the head, content read by ranged, pinned ``GetObject``."""
+    """A file in S3: opened by one ``GetObject`` (or a ``HeadObject`` for metadata only);
+    other reads are ranged ``GetObject`` requests pinned to the version opened."""
 
     #: Each range is one ``GetObject``: more than this in one request, and the
     #: middleware sends the whole file (ranges within 80 bytes are merged first).
@@ -240,8 +243,20 @@ class S3StoredFile(StoredFile):
         self._key = key
         self._etag = etag
         self._version_id = version_id
+        #: The body of the ``GetObject`` that opened the file, until the first read
+        #: takes it (a read of the whole file) or it is given up.
+        self._body: Any = None
 
     async def _iter_range(self, start: int, end: int, chunk_size: int) -> AsyncIterator[bytes]:
+        body = self._body
+        self._body = None
+        if body is not None:
+            if start == 0 and end == self.content_length:
+                # The opening GetObject's own body: the same version, no second request.
+                async for chunk in self._read_body(body, end, chunk_size):
+                    yield chunk
+                return
+            await _give_up(body, self.content_length)
         if start >= end:
             return
         backend = self._backend
@@ -264,41 +279,66 @@ class S3StoredFile(StoredFile):
                 if _is_not_found(exc):
                     raise StoredFileNotFoundError(self.file_id, backend.name) from exc
                 raise
-            body = response["Body"]
-            expected = end - start
-            received = 0
-            try:
-                # Reads are yielded as they come when they fill a chunk, joined
-                # only when the network hands them over in pieces: no copy of
-                # every byte through a bytearray.
-                pending: list[bytes] = []
-                have = 0
-                while True:
-                    data = await body.read(chunk_size - have)
-                    if not data:
-                        break
-                    received += len(data)
-                    if received > expected:
-                        raise BackendError(
-                            f"{backend._label()}: read {self.file_id!r}: the service sent more "
-                            f"than the {expected} bytes asked for"
-                        )
-                    pending.append(data)
-                    have += len(data)
-                    if have >= chunk_size:
-                        yield b"".join(pending)
-                        pending.clear()
-                        have = 0
-                if pending:
-                    yield b"".join(pending)
-                if received != expected:
+            async for chunk in self._read_body(response["Body"], end - start, chunk_size):
+                yield chunk
+
+    async def _read_body(self, body: Any, expected: int, chunk_size: int) -> AsyncIterator[bytes]:
+        """Yield ``expected`` bytes of ``body`` in chunks; fewer or more is an error."""
+        backend = self._backend
+        received = 0
+        try:
+            # Reads are yielded as they come when they fill a chunk, joined only when
+            # the network hands them over in pieces: no copy of every byte.
+            pending: list[bytes] = []
+            have = 0
+            while True:
+                data = await body.read(chunk_size - have)
+                if not data:
+                    break
+                received += len(data)
+                if received > expected:
                     raise BackendError(
-                        f"{backend._label()}: read {self.file_id!r}: got {received} of "
-                        f"{expected} bytes"
+                        f"{backend._label()}: read {self.file_id!r}: the service sent more "
+                        f"than the {expected} bytes asked for"
                     )
-            finally:
-                # Fully read: the connection goes back to the pool; else it is closed.
-                body.release()
+                pending.append(data)
+                have += len(data)
+                if have >= chunk_size:
+                    yield b"".join(pending)
+                    pending.clear()
+                    have = 0
+            if pending:
+                yield b"".join(pending)
+            if received != expected:
+                raise BackendError(
+                    f"{backend._label()}: read {self.file_id!r}: got {received} of {expected} bytes"
+                )
+        finally:
+            # Fully read: the connection goes back to the pool; else it is closed.
+            body.release()
+
+    async def _release(self) -> None:
+        body = self._body
+        self._body = None
+        if body is not None:
+            await _give_up(body, self.content_length)
+
+
+#: A body left unread up to this size is read to the end, so its connection is reused.
+_DRAIN_LIMIT = 64 * KiB
+
+
+async def _give_up(body: Any, length: int) -> None:
+    """Let go of an unread ``GetObject`` body: drained when small, else closed."""
+    if length <= _DRAIN_LIMIT:
+        try:
+            await body.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            body.close()  # a broken connection is simply closed
+        else:
+            body.release()
+        return
+    body.close()
 
 
 class S3Storage(FileStorage):
@@ -309,6 +349,9 @@ class S3Storage(FileStorage):
     :meth:`aclose`. Credentials not given as options come from the standard AWS
     chain (environment, shared files, instance or container roles).
     """
+
+    #: ``get`` is one ``GetObject`` whose body is kept for the first read.
+    reads_with_metadata = True
 
     def __init__(
         self,
@@ -762,6 +805,21 @@ class S3Storage(FileStorage):
     # -- primitives ------------------------------------------------------------------
 
     async def _get(self, file_id: str) -> StoredFile:
+        """One ``GetObject``: its answer carries the metadata, and its body is kept
+        for the first read, so opening and reading a file is one round trip."""
+        client = await self._client()
+        try:
+            response = await client.get_object(Bucket=self.bucket, Key=self._key(file_id))
+        except ClientError as exc:
+            if _is_not_found(exc):
+                raise await self._missing(client, file_id) from exc
+            raise
+        stored = self._stored_file(file_id, response)
+        stored._body = response["Body"]
+        return stored
+
+    async def _head(self, file_id: str) -> StoredFile:
+        """``HeadObject`` only: for a ``HEAD``, a conditional request or a redirect."""
         client = await self._client()
         try:
             head = await client.head_object(Bucket=self.bucket, Key=self._key(file_id))
