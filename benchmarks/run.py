@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -792,6 +793,168 @@ def run_s3(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]
     return rows, {label: results, "s3_small_latency": small}
 
 
+_NGINX_BENCH = """
+{user}
+daemon off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  client_body_temp_path {root}/body; proxy_temp_path {root}/proxy;
+  fastcgi_temp_path {root}/fcgi; uwsgi_temp_path {root}/uwsgi; scgi_temp_path {root}/scgi;
+  upstream offloading {{ server 127.0.0.1:{offload_port}; keepalive 64; }}
+  upstream proxied {{ server 127.0.0.1:{plain_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location /depot/ {{
+      proxy_pass http://offloading; proxy_http_version 1.1; proxy_set_header Connection "";
+    }}
+    location /_depotx/bench/ {{ internal; alias {files}/; }}
+  }}
+  server {{
+    listen 127.0.0.1:{proxy_port};
+    location /depot/ {{
+      proxy_pass http://proxied; proxy_http_version 1.1; proxy_set_header Connection "";
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{direct_port};
+    location /direct/ {{ alias {files}/; }}
+  }}
+}}
+"""
+
+
+def _load_url(
+    urls: dict[str, str], seconds: float, connections: int, settings: Settings, key: str
+) -> LoadResult:
+    return run_load(
+        urls[key],
+        connections=connections,
+        seconds=seconds,
+        headers={},
+        force_python=settings.force_python_client,
+    )
+
+
+def run_offload(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]]:
+    """depotx behind nginx, handing files over (``X-Accel-Redirect``), against nginx itself.
+
+    100 MiB against nginx serving the same file directly; 1 KiB against nginx
+    proxying to depotx without offload (what a deployment without it does).
+    """
+    nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    if nginx is None:
+        _log("offload skipped: nginx is not installed (apt-get install nginx)")
+        return [], {"skipped": "nginx is not installed (apt-get install nginx)"}
+    data = Path(tempfile.mkdtemp(prefix="depotx-bench-offload-"))
+    rows: list[Row] = []
+    raw: dict[str, Any] = {}
+    try:
+        files = _run_async(_make_files(data, settings.big_file))
+        env = {
+            "BENCH_ROOT": str(data),
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")])
+            ),
+        }
+        ports = {name: free_port() for name in ("offload", "plain", "front", "proxy", "direct")}
+        conf = data.parent / f"{data.name}-nginx"
+        conf.mkdir()
+        (conf / "nginx.conf").write_text(
+            _NGINX_BENCH.format(
+                user="user root;" if os.geteuid() == 0 else "",
+                root=conf,
+                files=data,
+                port=ports["front"],
+                proxy_port=ports["proxy"],
+                direct_port=ports["direct"],
+                offload_port=ports["offload"],
+                plain_port=ports["plain"],
+            )
+        )
+        app = "benchmarks.apps.depotx_app:app"
+        servers = [
+            Server(
+                "depotx-offload",
+                _uvicorn(app, ports["offload"]),
+                port=ports["offload"],
+                env={**env, "BENCH_OFFLOAD": "x-accel-redirect"},
+                log_dir=log_dir,
+            ),
+            Server(
+                "depotx-plain",
+                _uvicorn(app, ports["plain"]),
+                port=ports["plain"],
+                env=env,
+                log_dir=log_dir,
+            ),
+            Server(
+                "nginx",
+                [nginx, "-c", str(conf / "nginx.conf")],
+                port=ports["front"],
+                env={},
+                log_dir=log_dir,
+            ),
+        ]
+        urls = {
+            "big offload": f"http://127.0.0.1:{ports['front']}/depot/bench/{files.big}",
+            "big direct": f"http://127.0.0.1:{ports['direct']}/direct/{files.big}/file",
+            "small offload": f"http://127.0.0.1:{ports['front']}/depot/bench/{files.small}",
+            "small proxied": f"http://127.0.0.1:{ports['proxy']}/depot/bench/{files.small}",
+        }
+        with running(servers):
+            for name, size in (("big", settings.big_file), ("small", KiB)):
+                for url in (u for key, u in urls.items() if key.startswith(name)):
+                    note = _check(url, {}, 200, size)
+                    if note:
+                        raise RuntimeError(f"offload benchmark: {url} {note}")
+                    _warm_up(url, {})
+            scenarios = (
+                ("big", "big offload", "big direct", settings.big_seconds, 4),
+                ("small", "small offload", "small proxied", settings.http_seconds, 64),
+            )
+            for name, ours, theirs, seconds, connections in scenarios:
+                _log(f"offload {name}: {ours}, {theirs} x {settings.rounds} rounds")
+                results = _interleave(
+                    settings.rounds,
+                    [ours, theirs],
+                    functools.partial(_load_url, urls, seconds, connections, settings),
+                )
+                raw[name] = {key: [run.as_dict() for run in runs] for key, runs in results.items()}
+                if name == "big":
+                    rows.append(
+                        _ratio_row(
+                            f"GET {settings.big_file // MiB} MiB behind nginx, X-Accel-Redirect",
+                            "MiB/s",
+                            _median([run.mib_s for run in results[ours]]),
+                            "nginx serving the file itself",
+                            _median([run.mib_s for run in results[theirs]]),
+                            0.9,
+                        )
+                    )
+                else:
+                    rows.append(
+                        _ratio_row(
+                            "GET 1 KiB behind nginx, X-Accel-Redirect",
+                            "req/s",
+                            _median([run.rps for run in results[ours]]),
+                            "nginx proxying to depotx (no offload)",
+                            _median([run.rps for run in results[theirs]]),
+                            0.8,
+                        )
+                    )
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(data.parent / f"{data.name}-nginx", ignore_errors=True)
+    return rows, raw
+
+
 def run_migrate(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]]:
     """``depotx migrate`` against filedepot's copy loop: local → S3, and S3 → S3 (moto)."""
     for module in ("depotx.storages.s3", "depot.io.boto3"):
@@ -928,7 +1091,7 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-GROUPS = ("http", "create", "lag", "s3", "upload", "migrate")
+GROUPS = ("http", "create", "lag", "s3", "upload", "migrate", "offload")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -970,6 +1133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 found, details = run_upload(settings, log_dir)
             elif group == "migrate":
                 found, details = run_migrate(settings, log_dir)
+            elif group == "offload":
+                found, details = run_offload(settings, log_dir)
             else:
                 found, details = run_s3(settings, log_dir)
             rows += found

@@ -58,6 +58,9 @@ _WANTED = frozenset(
 
 #: Builds (or finds cached) the headers of one file version, as :func:`_http.file_headers`.
 HeadersFor = Callable[[str, datetime, str, str, bool, bool], _http.FileHeaders]
+#: Given an open file, the header that makes the front server send it (offload), or
+#: ``None`` to send it here.
+Handoff = Callable[[StoredFile], "tuple[bytes, bytes] | None"]
 
 
 def request_fields(scope: Scope) -> dict[bytes, bytes]:
@@ -158,11 +161,15 @@ async def send_stored(
     download: bool = False,
     filename: str | None = None,
     chunk_size: int = DEFAULT_SERVE_CHUNK_SIZE,
+    handoff: Handoff | None = None,
 ) -> bool:
     """Answer a GET or HEAD from ``stored``; ``False`` if it changed before its first byte.
 
     Nothing has been sent when ``False`` is returned: the caller opens the file
-    again and retries, so headers always describe the bytes that follow.
+    again and retries, so headers always describe the bytes that follow. With
+    ``handoff``, a body is not sent but left to the front server (after the
+    preconditions, which are answered here): its header names the file, and the
+    front server applies the request's ``Range`` itself.
     """
     head = scope["method"] == "HEAD"
     file = headers_for(
@@ -184,6 +191,11 @@ async def send_stored(
     if not plan.send_body or not plan.segments:
         await send_plan(send, plan)
         return True
+    if handoff is not None:
+        header = handoff(stored)
+        if header is not None:
+            await _send_handoff(send, stored, plan, header)
+            return True
 
     # Read the first chunk before the headers go out: if the file was replaced
     # since ``get``, nothing is sent yet and the caller re-opens it.
@@ -211,6 +223,29 @@ async def send_stored(
         return True
     await _stream(scope, receive, send, stored, plan, first, chunks, chunk_size)
     return True
+
+
+async def _send_handoff(
+    send: Send,
+    stored: StoredFile,
+    plan: _http.Plan,
+    header: tuple[bytes, bytes],
+) -> None:
+    """The file's headers and ``header``, no body: the front server sends the bytes.
+
+    Always a 200 without ``Content-Length``: the front server answers the range,
+    if any, and counts the bytes it sends.
+    """
+    # The front server counts the bytes, answers ranges and says it does.
+    dropped = {b"content-length", b"content-range", b"accept-ranges"}
+    headers = [(k, v) for k, v in plan.headers if k not in dropped]
+    if plan.boundary or plan.status == 206:
+        # The plan was for ranges: the whole file's type, not multipart/byteranges.
+        headers = [(k, v) for k, v in headers if k != b"content-type"]
+        headers.append((b"content-type", _http.header_content_type(stored.content_type).encode()))
+    headers.append(header)
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _label(stored: StoredFile) -> str:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -31,8 +32,15 @@ from ._exceptions import (
 from ._files import StoredFile
 from ._ids import is_valid_file_id
 from ._manager import DepotManager, StorageManager
-from ._serving import DEFAULT_SERVE_CHUNK_SIZE, failure_status, send_plan, serve_file
+from ._serving import (
+    DEFAULT_SERVE_CHUNK_SIZE,
+    Handoff,
+    failure_status,
+    send_plan,
+    serve_file,
+)
 from .storages.base import FileStorage
+from .storages.local import LocalFileStorage
 from .uploads import _direct
 
 __all__ = ["DepotMiddleware"]
@@ -40,6 +48,10 @@ __all__ = ["DepotMiddleware"]
 logger = logging.getLogger("depotx")
 
 _ALLOW = (b"allow", b"GET, HEAD")
+#: Where the front server's internal location for offloaded files is, by default.
+DEFAULT_OFFLOAD_LOCATION = "/_depotx"
+#: Smaller files are sent by depotx itself, from memory, even with offload on.
+DEFAULT_OFFLOAD_MIN_SIZE = 64 * 1024
 #: ``<mountpoint>/.upload`` takes direct uploads for storages that cannot presign.
 _UPLOAD_NAME = _direct.UPLOAD_ROUTE.lstrip("/")
 # Characters left alone when a public URL is made header-safe: the URL syntax
@@ -95,7 +107,18 @@ class DepotMiddleware:
         chunk_size: int = DEFAULT_SERVE_CHUNK_SIZE,
         authorize: Authorize | None = None,
         hide_forbidden: bool = False,
+        offload: Literal["x-accel-redirect", "x-sendfile"] | None = None,
+        offload_location: str = DEFAULT_OFFLOAD_LOCATION,
+        offload_min_size: int = DEFAULT_OFFLOAD_MIN_SIZE,
     ) -> None:
+        if offload not in (None, "x-accel-redirect", "x-sendfile"):
+            raise ConfigurationError(
+                f"offload is 'x-accel-redirect' (nginx), 'x-sendfile' or None, not {offload!r}"
+            )
+        if offload_min_size < 0:
+            raise ConfigurationError("offload_min_size must be >= 0")
+        if not offload_location.startswith("/"):
+            raise ConfigurationError("offload_location is an absolute path: /_depotx")
         if cache_max_age < 0:
             raise ConfigurationError("cache_max_age must be >= 0")
         if chunk_size <= 0:
@@ -114,6 +137,9 @@ class DepotMiddleware:
         self.cache_max_age = cache_max_age
         self.cache_public = cache_public
         self.redirect_to_public_url = redirect_to_public_url
+        self.offload = offload
+        self.offload_location = offload_location.rstrip("/")
+        self.offload_min_size = offload_min_size
         self.chunk_size = chunk_size
         self.authorize = authorize
         self.hide_forbidden = hide_forbidden
@@ -251,7 +277,32 @@ class DepotMiddleware:
             download=download,
             filename=filename,
             chunk_size=self.chunk_size,
+            handoff=self._handoff(real, storage) if self.offload else None,
         )
+
+    def _handoff(self, name: str, storage: FileStorage) -> Handoff | None:
+        """What hands a local file to the front server, or ``None`` for other storages.
+
+        Files under ``offload_min_size`` are sent here: local storage serves them
+        from memory, faster than the front server can open them.
+        """
+        if not isinstance(storage, LocalFileStorage):
+            return None  # the front server cannot read other storages' files
+        root = storage.storage_path
+        smallest = self.offload_min_size
+        sendfile = self.offload == "x-sendfile"
+        location = f"{self.offload_location}/{quote(name, safe='')}/"
+
+        def handoff(stored: StoredFile) -> tuple[bytes, bytes] | None:
+            if stored.content_length < smallest:
+                return None
+            path = storage.content_path(stored.file_id)
+            if sendfile:
+                return (b"x-sendfile", _latin1(path))
+            relative = os.path.relpath(path, root)
+            return (b"x-accel-redirect", (location + quote(relative, safe="/")).encode("ascii"))
+
+        return handoff
 
     async def _authorized(
         self, scope: Scope, storage: FileStorage, name: str, file_id: str
@@ -292,6 +343,11 @@ class DepotMiddleware:
             exc_info=exc,
         )
         await send_plan(send, _http.error_plan(status, head=head))
+
+
+def _latin1(path: str) -> bytes:
+    """A path as a header value: percent-encoded beyond printable ASCII."""
+    return quote(path, safe="/~!$&'()*+,;=:@").encode("ascii")
 
 
 def _may_not_read(scope: Scope) -> bool:

@@ -1,4 +1,7 @@
-"""depotx's ``DepotMiddleware`` over local storage ``bench`` at ``BENCH_ROOT``."""
+"""depotx's ``DepotMiddleware`` over local storage ``bench`` at ``BENCH_ROOT``.
+
+With ``BENCH_OFFLOAD=x-accel-redirect`` it hands the bytes to nginx in front.
+"""
 
 from __future__ import annotations
 
@@ -20,4 +23,4 @@ async def _fallback(scope: Scope, receive: Receive, send: Send) -> None:
     await not_found(send)
 
 
-app = manager.make_middleware(_fallback)
+app = manager.make_middleware(_fallback, offload=os.environ.get("BENCH_OFFLOAD") or None)

@@ -508,6 +508,15 @@ class LocalFileStorage(FileStorage):
         *parents, last = file_id.split("/")
         return self._root + "".join(part + PREFIX_MARK + os.sep for part in parents) + last
 
+    def content_path(self, file_id: str) -> str:
+        """The absolute path of ``file_id``'s content on disk (it may not exist).
+
+        For a front server that sends files itself (``X-Sendfile``, nginx's
+        ``X-Accel-Redirect``, an ASGI server's ``pathsend``). The id is validated;
+        prefix folders of keys end with a backslash, as in the layout above.
+        """
+        return os.path.join(self._folder(self._validate_id(file_id)), CONTENT)
+
     def _corrupt(self, file_id: str, name: str, reason: object) -> BackendError:
         path = os.path.join(self._folder(file_id), name)
         return BackendError(f"{self._label()}: {path} of file {file_id!r} is corrupt: {reason}")
