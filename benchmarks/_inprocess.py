@@ -62,9 +62,10 @@ def _figures(size: int, elapsed: float, peak: PeakRSS) -> dict[str, Any]:
     }
 
 
-async def create_local(root: Path, size: int) -> dict[str, Any]:
-    """``LocalFileStorage.create`` of an async stream: content type sniffed, SHA-256 included."""
+async def create_local(root: Path, size: int, checksum: str = "sha256") -> dict[str, Any]:
+    """``LocalFileStorage.create`` of an async stream: content type sniffed, checksum included."""
     storage = LocalFileStorage(root / "depotx")
+    storage.checksum_algorithm = checksum
     with PeakRSS(os.getpid()) as peak:
         began = time.perf_counter()
         file_id = await storage.create(stream(size), filename="big.bin")

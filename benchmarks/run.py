@@ -563,8 +563,12 @@ def run_create(settings: Settings) -> tuple[list[Row], dict[str, Any]]:
                 _inprocess.raw_aiofiles_copy(root, settings.create_size)
             ),
         }
+        if not _importable("blake3"):
+            contenders["depotx-blake3"] = lambda: _run_async(
+                _inprocess.create_local(root, settings.create_size, checksum="blake3")
+            )
         label = f"create {settings.create_size // MiB} MiB stream, local"
-        _log(f"{label}: depotx, aiofiles x {settings.rounds} rounds, after one untimed each")
+        _log(f"{label}: {', '.join(contenders)} x {settings.rounds} rounds, after one untimed each")
         # The first large write of a process waits for the kernel to reclaim page
         # cache (0.3 GiB/s here instead of 3): whoever went first would lose.
         for warm_up in contenders.values():
@@ -580,6 +584,18 @@ def run_create(settings: Settings) -> tuple[list[Row], dict[str, Any]]:
         _ratio_row(label, "MiB/s", ours, "raw aiofiles copy, no checksum", theirs, 0.7),
         _limit_row(f"{label}: RSS growth", "MiB", growth, 64, peer=f"aiofiles {peer_growth:.1f}"),
     ]
+    if "depotx-blake3" in results:
+        blake = _median([run["mib_s"] for run in results["depotx-blake3"]])
+        rows.append(
+            _ratio_row(
+                f"{label}, checksum = blake3",
+                "MiB/s",
+                blake,
+                "raw aiofiles copy, no checksum",
+                theirs,
+                0.8,
+            )
+        )
     return rows, {label: results}
 
 
@@ -654,6 +670,50 @@ def _upload_once(server: Server, path: str, size: int, tmp: Path) -> dict[str, A
     }
 
 
+#: The chunk size of tus clients in the benchmark (tus-js-client's advice for S3, and ours).
+TUS_CHUNK = 5 * MiB
+
+
+def _tus_upload_once(server: Server, size: int, tmp: Path) -> dict[str, Any]:
+    """One tus upload in ``TUS_CHUNK`` PATCHes on one connection: MiB/s and peak RSS growth."""
+    import httpx
+
+    block = bytes(range(256)) * (TUS_CHUNK // 256)
+    pid = server.serving_pid
+    assert pid is not None
+    version = {"Tus-Resumable": "1.0.0"}
+    with httpx.Client(base_url=server.url, timeout=600) as client, PeakRSS(pid) as rss:
+        started = time.perf_counter()
+        created = client.post("/tus/", headers={**version, "Upload-Length": str(size)})
+        if created.status_code != 201:
+            raise RuntimeError(f"tus create: {created.status_code} {created.text[:200]}")
+        url = created.headers["location"]
+        offset = 0
+        while offset < size:
+            body = block[: min(TUS_CHUNK, size - offset)]
+            response = client.patch(
+                url,
+                content=body,
+                headers={
+                    **version,
+                    "Upload-Offset": str(offset),
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            )
+            if response.status_code != 204:
+                raise RuntimeError(f"tus PATCH: {response.status_code} {response.text[:200]}")
+            offset = int(response.headers["upload-offset"])
+        if "depot-file-id" not in response.headers:
+            raise RuntimeError("tus: the last PATCH did not store the file")
+        elapsed = time.perf_counter() - started
+    growth = rss.growth
+    return {
+        "mib_s": size / MiB / elapsed,
+        "rss_growth_mib": None if growth is None else growth / MiB,
+        "tmp_peak_mib": 0.0,
+    }
+
+
 def run_upload(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]]:
     """An upload through ``receive_upload`` against ``request.form()`` + ``create``."""
     raw: dict[str, Any] = {}
@@ -681,15 +741,20 @@ def run_upload(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, 
         )
         label = f"upload {settings.upload_size // MiB} MiB multipart, local"
         with running([server]):
-            _log(f"{label}: streamed, spooled x {settings.rounds} rounds")
+            _log(f"{label}: streamed, spooled, tus x {settings.rounds} rounds")
             paths = {"streamed": "/streamed", "spooled": "/spooled"}
             results = _interleave(
                 settings.rounds,
-                list(paths),
-                lambda name: _upload_once(server, paths[name], settings.upload_size, tmp),
+                [*paths, "tus"],
+                lambda name: (
+                    _tus_upload_once(server, settings.upload_size, tmp)
+                    if name == "tus"
+                    else _upload_once(server, paths[name], settings.upload_size, tmp)
+                ),
             )
     finally:
         shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(str(data) + "-tus", ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
     ours = _median([run["mib_s"] for run in results["streamed"]])
     theirs = _median([run["mib_s"] for run in results["spooled"]])
@@ -702,6 +767,15 @@ def run_upload(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, 
         _limit_row(f"{label}: server RSS growth", "MiB", rss, 64, peer=f"spooled {peer_rss:.1f}"),
         _limit_row(
             f"{label}: temp disk used", "MiB", tmp_ours, 1, peer=f"spooled {tmp_theirs:.1f}"
+        ),
+        _ratio_row(
+            f"upload {settings.upload_size // MiB} MiB by tus, "
+            f"{TUS_CHUNK // MiB} MiB PATCHes, local",
+            "MiB/s",
+            _median([run["mib_s"] for run in results["tus"]]),
+            "the streaming receiver (one multipart POST)",
+            ours,
+            0.6,
         ),
     ]
     return rows, {label: results}

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Union
 
+from ._checksums import check_algorithm
 from ._exceptions import ConfigurationError, MissingDependencyError
 from .storages.base import FileStorage
 
@@ -54,7 +55,12 @@ FILEDEPOT_BACKENDS: Mapping[str, str] = types.MappingProxyType(
 
 #: Options every storage accepts, whatever its backend; set as attributes.
 COMMON_OPTIONS: Mapping[str, Any] = types.MappingProxyType(
-    {"inline_active_content": bool, "private": bool, "authorize": "callable"}
+    {
+        "inline_active_content": bool,
+        "private": bool,
+        "authorize": "callable",
+        "checksum": "checksum",
+    }
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -230,6 +236,9 @@ def build_storage(options: Mapping[str, Any], *, label: str, prefix: str = "depo
         try:
             if COMMON_OPTIONS[key] == "callable":
                 converted = resolve_callable(value)
+            elif COMMON_OPTIONS[key] == "checksum":
+                storage.checksum_algorithm = check_algorithm(value)
+                continue
             else:
                 converted = convert_value(value, COMMON_OPTIONS[key])
         except ValueError as exc:

@@ -2,7 +2,8 @@
 
 - ``POST /streamed``: ``depotx.receive_upload``, parsed as it arrives, written once;
 - ``POST /spooled``: the usual way, Starlette's ``request.form()`` (which spools the
-  file to a temporary file) then ``storage.create(upload)``.
+  file to a temporary file) then ``storage.create(upload)``;
+- ``/tus/``: ``depotx.TusApp``, resumable, its chunks staged beside the storage.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
-from depotx import StorageManager, receive_upload
+from depotx import LocalFileStorage, StorageManager, TusApp, receive_upload
 
 manager = StorageManager()
 storage = manager.configure(
@@ -45,5 +46,9 @@ app = Starlette(
         Route("/", ready),
         Route("/streamed", streamed, methods=["POST"]),
         Route("/spooled", spooled, methods=["POST"]),
+        Mount(
+            "/tus",
+            TusApp(manager, "bench", staging=LocalFileStorage(os.environ["BENCH_ROOT"] + "-tus")),
+        ),
     ]
 )

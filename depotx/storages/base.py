@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from .._checksums import DEFAULT_ALGORITHM
 from .._content import Upload, prepare_upload
 from .._exceptions import BackendError, ConfigurationError, DepotError, StoredFileNotFoundError
 from .._files import StoredFile
@@ -164,6 +165,9 @@ class FileStorage(abc.ABC):
     redirect_after_open: bool = False
     #: Leftovers of writes older than this are swept by :meth:`cleanup`.
     temp_max_age: timedelta = DEFAULT_TEMP_MAX_AGE
+    #: The hash of ``StoredFile.checksum``: ``sha256`` (bare hex), or ``blake3``
+    #: (``blake3:<hex>``); set with the ``depot.checksum`` option of every backend.
+    checksum_algorithm: str = DEFAULT_ALGORITHM
     #: The manager the storage was added to (its secret signs upload tickets).
     _manager: StorageManager | None = None
 

@@ -50,6 +50,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from .._checksums import new_hasher
 from .._content import Upload
 from .._exceptions import (
     BackendError,
@@ -429,10 +430,10 @@ class GridFSStorage(FileStorage):
     async def _write_chunks(
         self, chunks: Any, files_id: Any, version: Any, upload: Upload
     ) -> tuple[int, str]:
-        """Stream the upload into chunks tagged ``version``; return (length, sha256)."""
+        """Stream the upload into chunks tagged ``version``; return (length, checksum)."""
         size = self.chunk_size
         per_batch = max(1, _MAX_BATCH_BYTES // size)
-        digest = hashlib.sha256()
+        digest = new_hasher(self.checksum_algorithm)
         pending = bytearray()
         batch: list[dict[str, Any]] = []
         length = 0

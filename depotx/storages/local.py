@@ -59,6 +59,7 @@ from typing import IO, Any, TypeVar
 
 import aiofiles
 
+from .._checksums import new_hasher
 from .._content import Upload
 from .._exceptions import (
     BackendError,
@@ -797,7 +798,7 @@ class LocalFileStorage(FileStorage):
     async def _write_content(
         self, path: str, upload: Upload, head: tuple[bytes, ...]
     ) -> tuple[int, str]:
-        digest = hashlib.sha256()
+        digest = new_hasher(self.checksum_algorithm)
         length = 0
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -971,7 +972,9 @@ class LocalFileStorage(FileStorage):
         except BaseException:
             self._discard_stage(stage)
             raise
-        self._commit(file_id, stage, upload, len(data), hashlib.sha256(data).hexdigest(), mode)
+        digest = new_hasher(self.checksum_algorithm)
+        digest.update(data)
+        self._commit(file_id, stage, upload, len(data), digest.hexdigest(), mode)
 
     async def _store(self, file_id: str, upload: Upload, *, mode: WriteMode) -> None:
         if not self._swept:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from .._checksums import new_hasher
 from .._content import Upload
 from .._exceptions import StoredFileExistsError, StoredFileNotFoundError
 from .._files import BytesStoredFile, StoredFile
@@ -50,7 +50,7 @@ class MemoryFileStorage(FileStorage):
 
     async def _store(self, file_id: str, upload: Upload, *, mode: WriteMode) -> None:
         buffer = bytearray()
-        digest = hashlib.sha256()
+        digest = new_hasher(self.checksum_algorithm)
         async for chunk in upload.chunks:
             buffer += chunk
             digest.update(chunk)

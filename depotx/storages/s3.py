@@ -39,6 +39,7 @@ from typing import Any, Literal
 from urllib.parse import quote, unquote
 
 from .. import _http
+from .._checksums import is_content_checksum, new_hasher
 from .._content import Upload
 from .._detect import SNIFF_SIZE, detect_content_type
 from .._exceptions import (
@@ -875,7 +876,7 @@ class S3Storage(FileStorage):
     async def _store(self, file_id: str, upload: Upload, *, mode: WriteMode) -> None:
         params = self._put_params(self._key(file_id), upload)
         client = await self._client()
-        digest = hashlib.sha256()
+        digest = new_hasher(self.checksum_algorithm)
         reader = _PartReader(upload.chunks, self.part_size, digest)
         first = await reader.read()
         if reader.done:
@@ -975,7 +976,7 @@ class S3Storage(FileStorage):
             last_modified=stored.last_modified,
         )
         params = self._put_params(self._key(file_id), upload)
-        if len(stored.checksum) == 64:  # a SHA-256 of the content: still true of the copy
+        if is_content_checksum(stored.checksum):  # a hash of the content: true of the copy
             params["Metadata"][CHECKSUM_KEY] = stored.checksum
         client = await self._client()
         if mode != "put":
