@@ -38,6 +38,7 @@ BACKENDS: Mapping[str, str] = types.MappingProxyType(
         "memory": "depotx.storages.memory:MemoryFileStorage",
         "mirror": "depotx.storages.mirror:MirrorStorage",
         "s3": "depotx.storages.s3:S3Storage",
+        "azure": "depotx.storages.azure:AzureBlobStorage",
         "gridfs": "depotx.storages.gridfs:GridFSStorage",
     }
 )

@@ -63,6 +63,7 @@ from .._formats import (
 from .._ids import is_valid_file_id
 from .._units import too_large_message
 from ..uploads._direct import DirectTarget, UploadGrant
+from ._parts import PartReader
 from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing, utcnow
 
 try:
@@ -180,45 +181,6 @@ def _is_not_found(exc: ClientError) -> bool:
 
 def _metadata_size(metadata: Mapping[str, str]) -> int:
     return sum(len(key.encode()) + len(value.encode()) for key, value in metadata.items())
-
-
-class _PartReader:
-    """Cut a chunk stream into parts of ``size`` bytes (the last one may be shorter)."""
-
-    def __init__(self, chunks: AsyncIterator[bytes], size: int, digest: Any | None) -> None:
-        self._chunks = chunks
-        self._size = size
-        self.digest = digest
-        # Chunks as they came, joined once per part: appending to a bytearray and
-        # slicing it copied every 8 MiB part three times on the event loop.
-        self._pending: list[bytes] = []
-        self._have = 0
-        self.exhausted = False
-
-    async def read(self) -> bytes:
-        while not self.exhausted and self._have < self._size:
-            chunk = await anext(self._chunks, None)
-            if chunk is None:
-                self.exhausted = True
-                break
-            if self.digest is not None:
-                self.digest.update(chunk)
-            self._pending.append(chunk)
-            self._have += len(chunk)
-        if self._have <= self._size:
-            parts, self._pending, self._have = self._pending, [], 0
-            return b"".join(parts)
-        # The last chunk straddles the part boundary: split only that one.
-        overflow = self._have - self._size
-        last = self._pending[-1]
-        cut = len(last) - overflow
-        parts = [*self._pending[:-1], last[:cut]]
-        self._pending, self._have = [last[cut:]], overflow
-        return b"".join(parts)
-
-    @property
-    def done(self) -> bool:
-        return self.exhausted and not self._have
 
 
 class S3StoredFile(StoredFile):
@@ -877,7 +839,7 @@ class S3Storage(FileStorage):
         params = self._put_params(self._key(file_id), upload)
         client = await self._client()
         digest = new_hasher(self.checksum_algorithm)
-        reader = _PartReader(upload.chunks, self.part_size, digest)
+        reader = PartReader(upload.chunks, self.part_size, digest)
         first = await reader.read()
         if reader.done:
             # One part: one PutObject, atomic, and the sha256 is known before it is sent.
@@ -1373,7 +1335,7 @@ class S3Storage(FileStorage):
         mode: WriteMode,
         params: dict[str, Any],
         first: bytes,
-        reader: _PartReader,
+        reader: PartReader,
     ) -> None:
         """Upload in parts, ``max_concurrency`` at a time; abort on any failure.
 

@@ -1,0 +1,206 @@
+"""Azure Blob: the whole contract and Azure's own rules, against Azurite over HTTP.
+
+Azurite has no blob versioning: a reader is pinned by ``If-Match`` on the ETag,
+so a read after a replace fails with ``StoredFileChangedError`` before a byte of
+the other version (``pins_versions = False``), unless it already holds the bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from depotx import (
+    BackendError,
+    ConfigurationError,
+    FileStorage,
+    StorageManager,
+    StoredFileNotFoundError,
+)
+from depotx.testing import StorageContract
+from tests.backends._azure import (
+    AZURE_FACTORIES,
+    AZURITE,
+    azurite_endpoint,
+    connection_string,
+    make,
+    missing,
+)
+
+
+class TestAzureContract(StorageContract):
+    pins_versions = False
+
+    @pytest.fixture(params=sorted(AZURE_FACTORIES))
+    async def storage(
+        self, request: pytest.FixtureRequest, tmp_path: Path
+    ) -> AsyncIterator[FileStorage]:
+        storage = await AZURE_FACTORIES[request.param](tmp_path)
+        yield storage
+        await storage.aclose()
+
+
+# -- configuration, URLs, serving ---------------------------------------------------------
+
+
+async def test_configured_from_settings_and_options_checked() -> None:
+    manager = StorageManager()
+    storage = manager.configure(
+        "blobs",
+        {
+            "depot.backend": "azure",
+            "depot.container": f"depotx-{uuid.uuid4().hex[:12]}",
+            "depot.connection_string": connection_string(azurite_endpoint()),
+            "depot.create_container": "true",
+            "depot.prefix": "files/",
+        },
+    )
+    file_id = await storage.create(b"configured", "c.txt")
+    async with await manager.get_file(f"blobs/{file_id}") as stored:
+        assert await stored.read() == b"configured"
+    await manager.aclose()
+    with pytest.raises(
+        ConfigurationError, match=r"account_url \(with a credential\) or connection_string"
+    ):
+        manager.configure("nothing", {"depot.backend": "azure", "depot.container": "x"})
+    with pytest.raises(ConfigurationError, match="prefix must end with"):
+        make(prefix="no-slash")
+
+
+async def test_presigned_urls_are_sas_urls_with_the_disposition_rule() -> None:
+    storage = make(public_url_mode="presigned")
+    try:
+        page = await storage.create(b"<html>x</html>", "page.html")
+        async with await storage.get(page) as stored:
+            url = stored.public_url
+        assert url is not None
+        assert "sig=" in url
+        async with httpx.AsyncClient() as client:
+            served = await client.get(url)
+            assert served.status_code == 200
+            assert served.content == b"<html>x</html>"
+            assert served.headers["content-disposition"].startswith("attachment")
+            tampered = await client.get(url.replace("sp=r", "sp=rw"))
+            assert tampered.status_code == 403
+    finally:
+        await storage.aclose()
+
+
+async def test_the_middleware_serves_and_asks_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = make()
+    manager = StorageManager()
+    manager.register("blobs", storage)
+    data = os.urandom(300_000)
+    file_id = await storage.create(data, "d.bin")
+
+    async def nothing(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not reached")
+
+    transport = httpx.ASGITransport(app=manager.make_middleware(nothing))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        url = manager.url_for(f"blobs/{file_id}")
+        whole = await client.get(url)
+        assert whole.content == data
+        part = await client.get(url, headers={"Range": "bytes=10-19"})
+        assert (part.status_code, part.content) == (206, data[10:20])
+        again = await client.get(url, headers={"If-None-Match": whole.headers["etag"]})
+        assert again.status_code == 304
+        head = await client.head(url)
+        assert head.headers["content-length"] == str(len(data))
+    await manager.aclose()
+
+
+# -- failures: the emulator stopped mid-upload ---------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(port: int, location: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            str(AZURITE),
+            *("--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", location),
+            *("--silent", "--skipApiVersionCheck", "--loose"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return process
+        except OSError:
+            assert time.monotonic() < deadline, "Azurite did not start"
+            time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop Azurite as a service stops (SIGTERM: it saves what it committed)."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+async def test_a_service_that_dies_mid_upload_leaves_nothing_and_comes_back() -> None:
+    reason = missing()
+    if reason is not None:
+        pytest.skip(reason)
+    from depotx.storages.azure import AzureBlobStorage
+
+    port = _free_port()
+    location = tempfile.mkdtemp(prefix="depotx-azurite-failure-")
+    process = _start(port, location)
+    storage = AzureBlobStorage(
+        container="failures",
+        connection_string=connection_string(f"http://127.0.0.1:{port}/devstoreaccount1"),
+        create_container=True,
+        block_size=256 * 1024,
+        connect_timeout=2,
+        read_timeout=3,
+        max_retries=1,
+    )
+    try:
+        await storage.create(b"before", file_id="kept.txt")
+        sent = 0
+
+        async def body() -> Any:
+            nonlocal sent
+            for _ in range(40):
+                if sent == 1024 * 1024:
+                    _stop(process)  # the service goes away mid-upload
+                sent += 256 * 1024
+                yield b"x" * (256 * 1024)
+                await asyncio.sleep(0)
+
+        with pytest.raises(BackendError) as failure:
+            await storage.create(body(), "big.bin", file_id="half.bin")
+        assert failure.value.__cause__ is not None
+        process = _start(port, location)
+        assert not await storage.exists("half.bin")  # nothing half-written is visible
+        with pytest.raises(StoredFileNotFoundError):
+            await storage.get("half.bin")
+        async with await storage.get("kept.txt") as stored:
+            assert await stored.read() == b"before"  # usable again, data kept
+        assert [i async for i in storage.list()] == ["kept.txt"]
+    finally:
+        await storage.aclose()
+        _stop(process)
