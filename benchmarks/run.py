@@ -1029,6 +1029,61 @@ def run_offload(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str,
     return rows, raw
 
 
+def run_azure(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]]:
+    """Azure create/get through depotx against the SDK itself, both on one Azurite."""
+    missing = _importable("depotx.storages.azure")
+    if missing:
+        return [], {"skipped": f"depotx.storages.azure does not import: {missing}"}
+    azurite = Path(__file__).parent.parent / "tests" / "js" / "node_modules" / ".bin"
+    if not (azurite / "azurite-blob").exists() or shutil.which("node") is None:
+        return [], {"skipped": "Azurite is not installed: npm ci --prefix tests/js (needs Node)"}
+    port = free_port()
+    location = Path(tempfile.mkdtemp(prefix="depotx-bench-azurite-"))
+    server = Server(
+        "azurite",
+        [
+            str(azurite / "azurite-blob"),
+            *("--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location)),
+            *("--silent", "--skipApiVersionCheck", "--loose"),
+        ],
+        port=port,
+        env={},
+        log_dir=log_dir,
+    )
+    key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+    connection = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={key};BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+    size = settings.s3_size
+    label = f"Azure {size // MiB} MiB, 8 MiB blocks (Azurite)"
+    try:
+        with running([server]):
+            _run_async(_inprocess.azure_container(connection, "bench"))
+            contenders: dict[str, Callable[[], dict[str, Any]]] = {
+                "depotx": lambda: _run_async(_inprocess.azure_depotx(connection, "bench", size)),
+                "sdk": lambda: _run_async(_inprocess.azure_raw(connection, "bench", size)),
+            }
+            _log(f"{label}: depotx, azure-storage-blob x {settings.rounds} rounds")
+            results = _interleave(
+                settings.rounds, list(contenders), lambda name: contenders[name]()
+            )
+    finally:
+        shutil.rmtree(location, ignore_errors=True)
+    rows = [
+        _ratio_row(
+            f"{label}: {what}",
+            "MiB/s",
+            _median([run[key] for run in results["depotx"]]),
+            "azure-storage-blob " + ("upload_blob" if what == "create" else "download_blob"),
+            _median([run[key] for run in results["sdk"]]),
+            0.9,
+        )
+        for key, what in (("put_mib_s", "create"), ("get_mib_s", "get"))
+    ]
+    return rows, {label: results}
+
+
 def run_migrate(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]]:
     """``depotx migrate`` against filedepot's copy loop: local → S3, and S3 → S3 (moto)."""
     for module in ("depotx.storages.s3", "depot.io.boto3"):
@@ -1165,7 +1220,7 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-GROUPS = ("http", "create", "lag", "s3", "upload", "migrate", "offload")
+GROUPS = ("http", "create", "lag", "s3", "azure", "upload", "migrate", "offload")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1209,6 +1264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 found, details = run_migrate(settings, log_dir)
             elif group == "offload":
                 found, details = run_offload(settings, log_dir)
+            elif group == "azure":
+                found, details = run_azure(settings, log_dir)
             else:
                 found, details = run_s3(settings, log_dir)
             rows += found

@@ -100,9 +100,10 @@ METADATA_KEY = "depotx_metadata"
 _FILENAME_SAFE = " !#$&'()*+,/:;=?@[]~"
 _COMMIT_ATTEMPTS = 5
 #: What the opening ``Get Blob`` asks for, and each later range: a download holds at
-#: most one of these in memory (the SDK's defaults are 32 and 4 MiB).
+#: most one of these in memory (the SDK defaults are 32 and 4 MiB; 8 MiB ranges read
+#: twice as fast as 4 MiB ones against Azurite, where each request costs most).
 _FIRST_GET = 1 * MiB
-_NEXT_GETS = 4 * MiB
+_NEXT_GETS = 8 * MiB
 #: The longest wait between retries of one request, in seconds (the SDK's is 120).
 _BACKOFF_MAX = 4
 
