@@ -717,3 +717,38 @@ async def test_s3_staging_and_target_finish_inside_s3(tmp_path: Path) -> None:
     finally:
         await staging.aclose()
         await target.aclose()
+
+
+async def test_local_staging_and_target_put_the_file_together_in_one_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks are concatenated by the kernel (copy_file_range), hashed on the way."""
+    target = LocalFileStorage(tmp_path / "files")
+    manager = StorageManager()
+    manager.register("files", target)
+    composed: list[bool] = []
+    real = LocalFileStorage._compose
+
+    async def spy(self: LocalFileStorage, *args: Any, **kwargs: Any) -> bool:
+        composed.append(await real(self, *args, **kwargs))
+        return composed[-1]
+
+    monkeypatch.setattr(LocalFileStorage, "_compose", spy)
+    app = TusApp(manager, staging=LocalFileStorage(tmp_path / "staging"))
+    big = bytes(range(256)) * 20_000  # 5 MB: read from disk; the small chunks from memory
+    data = PNG + big + b"tail"
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=mounted(app)), base_url="http://test"
+    ) as client:
+        url = await create(client, len(data), filename="joined.png")
+        offset = 0
+        for size in (len(PNG), len(big), 4):
+            response = await patch(client, url, offset, data[offset : offset + size])
+            assert response.status_code == 204
+            offset += size
+    assert composed == [True]
+    async with await manager.get_file(response.headers["depot-file-path"]) as stored:
+        assert await stored.read() == data
+        assert stored.checksum == hashlib.sha256(data).hexdigest()
+        assert stored.content_type == "image/png"
+        assert stored.filename == "joined.png"

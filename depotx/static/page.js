@@ -89,7 +89,8 @@
       onProgress: function (sent, total) {
         var percent = total ? Math.floor((sent / total) * 100) : 100
         bar.value = percent
-        status.textContent = percent + ' %'
+        // Every byte sent: the server still stores the file before it answers.
+        status.textContent = percent === 100 ? '100 % · storing' : percent + ' %'
       },
       onShouldRetry: function (error, attempt) {
         status.textContent = 'connection lost, retrying (' + (attempt + 1) + ')'
