@@ -11,13 +11,17 @@ drift between backends:
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
     "DEFAULT_FILENAME",
     "TIME_FORMAT",
+    "dump_custom_metadata",
     "format_filedepot_time",
+    "load_custom_metadata",
     "parse_filedepot_time",
 ]
 
@@ -39,3 +43,21 @@ def parse_filedepot_time(value: object) -> datetime | None:
         return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=timezone.utc)
     except ValueError:
         return None
+
+
+def dump_custom_metadata(metadata: Mapping[str, str]) -> str:
+    """Custom metadata as object stores keep it in one header value: ASCII JSON, sorted."""
+    return json.dumps(dict(metadata), ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+
+
+def load_custom_metadata(text: str) -> dict[str, str] | None:
+    """What :func:`dump_custom_metadata` wrote; ``None`` when it is not that (to log)."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(parsed, dict) and all(
+        isinstance(key, str) and isinstance(value, str) for key, value in parsed.items()
+    ):
+        return parsed
+    return None

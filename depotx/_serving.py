@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -85,6 +85,28 @@ def failure_status(exc: BaseException) -> int:
             return 503
         seen = seen.__cause__ or seen.__context__
     return 502
+
+
+async def send_small(
+    send: Send,
+    status: int,
+    body: bytes = b"",
+    *,
+    content_type: bytes = b"text/plain; charset=utf-8",
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """A whole answer whose body is in hand (an error, a protocol answer): never cached.
+
+    The one way the apps around the middleware (``depotx serve``'s guard, the tus
+    app, the direct-upload route) answer by hand: length given, ``no-store``.
+    """
+    raw = list(headers)
+    if body:
+        raw.append((b"content-type", content_type))
+    raw.append((b"content-length", str(len(body)).encode()))
+    raw.append((b"cache-control", b"no-store"))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def send_plan(send: Send, plan: _http.Plan) -> None:

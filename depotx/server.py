@@ -44,6 +44,7 @@ from ._exceptions import (
 from ._files import StoredFile
 from ._ids import split_path
 from ._manager import DEFAULT_MOUNTPOINT, StorageManager
+from ._serving import send_small
 from ._units import human_size, too_large_message
 from .middleware import DepotMiddleware
 from .storages.base import FileStorage
@@ -166,19 +167,7 @@ def _hostname(host: str) -> str:
 
 
 async def _refuse(send: Send, status: int, message: str) -> None:
-    body = message.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_small(send, status, message.encode())
 
 
 def _too_large(limit: int) -> JSONResponse:

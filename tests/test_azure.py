@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,11 +28,13 @@ from depotx import (
 from depotx.testing import StorageContract
 from tests.backends._azure import (
     AZURE_FACTORIES,
-    AZURITE,
     azurite_endpoint,
     connection_string,
+    free_port,
     make,
     missing,
+    start_azurite,
+    stop_azurite,
 )
 
 
@@ -124,51 +123,15 @@ async def test_the_middleware_serves_and_asks_once(monkeypatch: pytest.MonkeyPat
 # -- failures: the emulator stopped mid-upload ---------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(port: int, location: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [
-            str(AZURITE),
-            *("--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", location),
-            *("--silent", "--skipApiVersionCheck", "--loose"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return process
-        except OSError:
-            assert time.monotonic() < deadline, "Azurite did not start"
-            time.sleep(0.1)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop Azurite as a service stops (SIGTERM: it saves what it committed)."""
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 async def test_a_service_that_dies_mid_upload_leaves_nothing_and_comes_back() -> None:
     reason = missing()
     if reason is not None:
         pytest.skip(reason)
     from depotx.storages.azure import AzureBlobStorage
 
-    port = _free_port()
+    port = free_port()
     location = tempfile.mkdtemp(prefix="depotx-azurite-failure-")
-    process = _start(port, location)
+    process = start_azurite(port, location)
     storage = AzureBlobStorage(
         container="failures",
         connection_string=connection_string(f"http://127.0.0.1:{port}/devstoreaccount1"),
@@ -186,7 +149,7 @@ async def test_a_service_that_dies_mid_upload_leaves_nothing_and_comes_back() ->
             nonlocal sent
             for _ in range(40):
                 if sent == 1024 * 1024:
-                    _stop(process)  # the service goes away mid-upload
+                    stop_azurite(process)  # the service goes away mid-upload
                 sent += 256 * 1024
                 yield b"x" * (256 * 1024)
                 await asyncio.sleep(0)
@@ -194,7 +157,7 @@ async def test_a_service_that_dies_mid_upload_leaves_nothing_and_comes_back() ->
         with pytest.raises(BackendError) as failure:
             await storage.create(body(), "big.bin", file_id="half.bin")
         assert failure.value.__cause__ is not None
-        process = _start(port, location)
+        process = start_azurite(port, location)
         assert not await storage.exists("half.bin")  # nothing half-written is visible
         with pytest.raises(StoredFileNotFoundError):
             await storage.get("half.bin")
@@ -203,4 +166,4 @@ async def test_a_service_that_dies_mid_upload_leaves_nothing_and_comes_back() ->
         assert [i async for i in storage.list()] == ["kept.txt"]
     finally:
         await storage.aclose()
-        _stop(process)
+        stop_azurite(process)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 import uuid
 import warnings
@@ -57,7 +56,9 @@ from .._files import StoredFile
 from .._formats import (
     DEFAULT_CONTENT_TYPE,
     DEFAULT_FILENAME,
+    dump_custom_metadata,
     format_filedepot_time,
+    load_custom_metadata,
     parse_filedepot_time,
 )
 from .._ids import is_valid_file_id
@@ -309,9 +310,7 @@ class AzureBlobStorage(FileStorage):
             MODIFIED_KEY: format_filedepot_time(upload.stamp()),
         }
         if upload.metadata:
-            metadata[METADATA_KEY] = json.dumps(
-                upload.metadata, ensure_ascii=True, separators=(",", ":"), sort_keys=True
-            )
+            metadata[METADATA_KEY] = dump_custom_metadata(upload.metadata)
         if checksum:
             metadata[CHECKSUM_KEY] = checksum
         size = sum(len(k) + len(v) for k, v in metadata.items())
@@ -345,13 +344,8 @@ class AzureBlobStorage(FileStorage):
             )
         custom: dict[str, str] = {}
         if meta.get(METADATA_KEY):
-            try:
-                parsed = json.loads(meta[METADATA_KEY])
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, dict) and all(
-                isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
-            ):
+            parsed = load_custom_metadata(meta[METADATA_KEY])
+            if parsed is not None:
                 custom = parsed
             else:
                 logger.warning("%s: %r has malformed custom metadata", self._label(), file_id)

@@ -30,7 +30,6 @@ import base64
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -57,7 +56,9 @@ from .._files import StoredFile
 from .._formats import (
     DEFAULT_CONTENT_TYPE,
     DEFAULT_FILENAME,
+    dump_custom_metadata,
     format_filedepot_time,
+    load_custom_metadata,
     parse_filedepot_time,
 )
 from .._ids import is_valid_file_id
@@ -674,9 +675,7 @@ class S3Storage(FileStorage):
             MODIFIED_KEY: format_filedepot_time(upload.stamp()),
         }
         if upload.metadata:
-            metadata[METADATA_KEY] = json.dumps(
-                upload.metadata, ensure_ascii=True, separators=(",", ":"), sort_keys=True
-            )
+            metadata[METADATA_KEY] = dump_custom_metadata(upload.metadata)
         # The checksum is added once the content is read; count its room now, so
         # a too-large upload is refused before any byte is sent.
         size = _metadata_size(metadata) + len(CHECKSUM_KEY) + 64
@@ -733,13 +732,8 @@ class S3Storage(FileStorage):
             )
         custom: dict[str, str] = {}
         if meta.get(METADATA_KEY):
-            try:
-                parsed = json.loads(meta[METADATA_KEY])
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, dict) and all(
-                isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
-            ):
+            parsed = load_custom_metadata(meta[METADATA_KEY])
+            if parsed is not None:
                 custom = parsed
             else:
                 logger.warning(

@@ -43,6 +43,7 @@ from .._exceptions import (
     ValidationError,
 )
 from .._files import FileIntent
+from .._serving import send_small
 from .._signing import UPLOAD_TOKEN, BadSignature, read_token, sign_token
 from .._units import too_large_message
 from ..storages.base import FileStorage
@@ -413,11 +414,4 @@ async def _answer(
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     data = json.dumps(body).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(data)).encode()),
-        (b"cache-control", b"no-store"),
-        *(extra or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+    await send_small(send, status, data, content_type=b"application/json", headers=extra or [])

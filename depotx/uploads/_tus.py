@@ -65,6 +65,7 @@ from .._exceptions import (
 )
 from .._files import FileIntent, StoredFile
 from .._manager import DepotManager, StorageManager
+from .._serving import send_small
 from .._units import too_large_message
 from ..storages.base import FileStorage, utcnow
 from ._staging import default_staging_path
@@ -854,11 +855,6 @@ def _parse_metadata(raw: str) -> dict[str, str | None]:
 
 
 async def _respond(send: Send, status: int, headers: Mapping[str, str], body: bytes = b"") -> None:
-    raw = [(key.lower().encode("latin-1"), val.encode("latin-1")) for key, val in headers.items()]
     # Every answer is about a moment of an upload in progress: none may be cached.
-    raw.append((b"cache-control", b"no-store"))
-    if body:
-        raw.append((b"content-type", b"text/plain; charset=utf-8"))
-    raw.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+    raw = [(key.lower().encode("latin-1"), val.encode("latin-1")) for key, val in headers.items()]
+    await send_small(send, status, body, headers=raw)

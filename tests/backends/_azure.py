@@ -48,6 +48,45 @@ def missing() -> str | None:
     return None
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_azurite(port: int, location: str) -> subprocess.Popen[bytes]:
+    """Azurite's blob service on 127.0.0.1:``port``, its data in ``location``; once listening."""
+    process = subprocess.Popen(
+        [
+            str(AZURITE),
+            *("--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", location),
+            *("--silent", "--skipApiVersionCheck", "--loose"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop_azurite(process)
+                pytest.skip("Azurite did not start on 127.0.0.1 within 30 s")
+            time.sleep(0.1)
+
+
+def stop_azurite(process: subprocess.Popen[bytes]) -> None:
+    """Stop Azurite as a service stops (SIGTERM: it saves what it committed)."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def azurite_endpoint() -> str:
     """The blob endpoint of the shared Azurite, starting it on first use."""
     global _process, _endpoint
@@ -56,47 +95,16 @@ def azurite_endpoint() -> str:
             reason = missing()
             if reason is not None:
                 pytest.skip(reason)
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
+            port = free_port()
             location = tempfile.mkdtemp(prefix="depotx-azurite-")
-            _process = subprocess.Popen(
-                [
-                    str(AZURITE),
-                    "--blobHost",
-                    "127.0.0.1",
-                    "--blobPort",
-                    str(port),
-                    "--location",
-                    location,
-                    "--silent",
-                    "--skipApiVersionCheck",
-                    "--loose",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            _process = start_azurite(port, location)
             atexit.register(_stop, _process, location)
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.2).close()
-                    break
-                except OSError:
-                    if _process.poll() is not None or time.monotonic() > deadline:
-                        pytest.skip("Azurite did not start on 127.0.0.1 within 30 s")
-                    time.sleep(0.1)
             _endpoint = f"http://127.0.0.1:{port}/{ACCOUNT}"
         return _endpoint
 
 
 def _stop(process: subprocess.Popen[bytes], location: str) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+    stop_azurite(process)
     shutil.rmtree(location, ignore_errors=True)
 
 
