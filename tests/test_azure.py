@@ -26,11 +26,11 @@ from depotx import (
     StoredFileNotFoundError,
 )
 from depotx.testing import StorageContract
+from tests._net import free_port
 from tests.backends._azure import (
     AZURE_FACTORIES,
     azurite_endpoint,
     connection_string,
-    free_port,
     make,
     missing,
     start_azurite,

@@ -11,10 +11,8 @@ import contextlib
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import httpx
 import pytest
 
 from depotx import ConfigurationError, DepotMiddleware, StorageManager
+from tests._net import free_port, listening
 
 SECRET = "offload-tests-secret-0123456789"
 
@@ -160,21 +159,6 @@ http {{
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(port: int) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        assert time.monotonic() < deadline, f"nothing listens on {port}"
-        time.sleep(0.05)
-
-
 @contextlib.contextmanager
 def behind_nginx(root: Path, files: Path) -> Iterator[str]:
     """uvicorn with the offloading middleware, nginx in front; nginx's URL."""
@@ -199,8 +183,8 @@ def behind_nginx(root: Path, files: Path) -> Iterator[str]:
         subprocess.Popen([nginx, "-c", str(root / "nginx.conf")]),
     ]
     try:
-        wait_listening(app_port)
-        wait_listening(port)
+        assert listening(app_port), "depotx did not start"
+        assert listening(port), "nginx did not start"
         yield f"http://127.0.0.1:{port}"
     finally:
         for process in processes:

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import atexit
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from depotx import FileStorage
+from tests._net import free_port, listening
 
 AZURITE = Path(__file__).parent.parent / "js" / "node_modules" / ".bin" / "azurite-blob"
 #: Azurite's well-known development account (public, documented by Microsoft).
@@ -48,12 +47,6 @@ def missing() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_azurite(port: int, location: str) -> subprocess.Popen[bytes]:
     """Azurite's blob service on 127.0.0.1:``port``, its data in ``location``; once listening."""
     process = subprocess.Popen(
@@ -65,16 +58,10 @@ def start_azurite(port: int, location: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return process
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                stop_azurite(process)
-                pytest.skip("Azurite did not start on 127.0.0.1 within 30 s")
-            time.sleep(0.1)
+    if not listening(port, timeout=30):
+        stop_azurite(process)
+        pytest.skip("Azurite did not start on 127.0.0.1 within 30 s")
+    return process
 
 
 def stop_azurite(process: subprocess.Popen[bytes]) -> None:
