@@ -229,14 +229,17 @@ class DepotMiddleware:
                 cache_control = (b"cache-control", b"private, no-cache")
             remaining = AUTHORIZED_REDIRECT_SECONDS
         restricted = signed is not None or storage.private
-        if self.redirect_to_public_url and not restricted and not storage.redirect_after_open:
+        # The storage's lasting public URL, found once: the redirect for public files,
+        # and a sign that restricted ones will be redirected to a temporary URL.
+        public: str | None = None
+        if self.redirect_to_public_url and not storage.redirect_after_open:
             try:
-                url = storage.public_url(file_id)
+                public = storage.public_url(file_id)
             except Exception as exc:  # noqa: BLE001 - any backend failure is a 502, logged
                 await self._backend_failure(send, head, storage, file_id, exc)
                 return
-            if url:
-                await _send_redirect(send, url)
+            if public and not restricted:
+                await _send_redirect(send, public)
                 return
         download = signed is not None and signed.download
         filename = signed.filename if signed is not None else None
@@ -259,10 +262,7 @@ class DepotMiddleware:
         metadata_only = storage.reads_with_metadata and (
             head
             or _may_not_read(scope)
-            or (
-                self.redirect_to_public_url
-                and (storage.redirect_after_open or storage.public_url(file_id) is not None)
-            )
+            or (self.redirect_to_public_url and (storage.redirect_after_open or bool(public)))
         )
         await serve_file(
             lambda: storage.get(file_id, metadata_only=metadata_only),

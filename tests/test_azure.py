@@ -22,6 +22,7 @@ from depotx import (
     BackendError,
     ConfigurationError,
     FileStorage,
+    InvalidFileIdError,
     StorageManager,
     StoredFileNotFoundError,
 )
@@ -68,6 +69,8 @@ async def test_configured_from_settings_and_options_checked() -> None:
     file_id = await storage.create(b"configured", "c.txt")
     async with await manager.get_file(f"blobs/{file_id}") as stored:
         assert await stored.read() == b"configured"
+    with pytest.raises(InvalidFileIdError, match="at most 1024 characters"):
+        await storage.exists("/".join(["a" * 255] * 4))  # 1,029 with the prefix
     await manager.aclose()
     with pytest.raises(
         ConfigurationError, match=r"account_url \(with a credential\) or connection_string"

@@ -46,6 +46,7 @@ from .._exceptions import (
     BackendError,
     ConfigurationError,
     DepotError,
+    InvalidFileIdError,
     MissingDependencyError,
     StoredFileChangedError,
     StoredFileExistsError,
@@ -297,11 +298,13 @@ class AzureBlobStorage(FileStorage):
         return MAX_NAME_LENGTH - len(self.prefix.encode())
 
     def _validate_id(self, file_id: object) -> str:
+        """Names, the container prefix with them, must fit Azure's 1,024 characters."""
         checked = super()._validate_id(file_id)
         if len(self._name(checked)) > MAX_NAME_LENGTH:
-            from .._exceptions import InvalidFileIdError
-
-            raise InvalidFileIdError(checked, f"longer than Azure's {MAX_NAME_LENGTH} characters")
+            raise InvalidFileIdError(
+                f"file id {checked[:40]!r}... is too long for this storage: with the prefix "
+                f"{self.prefix!r} a blob name holds at most {MAX_NAME_LENGTH} characters"
+            )
         return checked
 
     def _blob_metadata(self, upload: Upload, checksum: str | None) -> dict[str, str]:

@@ -333,8 +333,10 @@ def _copy_and_hash(source: int, target: int, piece: StoredFile, digest: Any) -> 
 
     The kernel copies (``copy_file_range``: no trip through Python's memory for the
     write) while the same range, read from the page cache, is hashed; where the
-    call is missing or refused (another file system), the bytes are written as read.
+    call is missing or refused (another file system), the bytes read are written,
+    and the call is not tried again for this piece.
     """
+    copy_range = getattr(os, "copy_file_range", None)
     size = piece.content_length
     offset = 0
     while offset < size:
@@ -343,7 +345,6 @@ def _copy_and_hash(source: int, target: int, piece: StoredFile, digest: Any) -> 
             raise BackendError(f"{piece.file_id!r} is shorter than its {size} bytes")
         digest.update(data)
         copied = 0
-        copy_range = getattr(os, "copy_file_range", None)
         if copy_range is not None:
             try:
                 while copied < len(data):
@@ -354,6 +355,7 @@ def _copy_and_hash(source: int, target: int, piece: StoredFile, digest: Any) -> 
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                     raise
+                copy_range = None
         if copied < len(data):
             _write_all(target, data[copied:])
         offset += len(data)

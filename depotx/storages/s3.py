@@ -63,7 +63,7 @@ from .._formats import (
 )
 from .._ids import is_valid_file_id
 from .._units import too_large_message
-from ..uploads._direct import DirectTarget, UploadGrant
+from ..uploads._direct import DirectTarget, UploadGrant, staged_expiry
 from ._parts import PartReader
 from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing, utcnow
 
@@ -1297,24 +1297,23 @@ class S3Storage(FileStorage):
         paginator = client.get_paginator("list_objects_v2")
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=staging):
             for item in page.get("Contents", ()):
-                stamp = str(item["Key"])[len(staging) :].split("-", 1)[0]
-                if stamp.isdigit() and int(stamp) < now:
+                if staged_expiry(str(item["Key"])[len(staging) :]) < now:
                     await client.delete_object(Bucket=self.bucket, Key=item["Key"])
                     removed += 1
-        removed += await self._abort_stale(client, older_than)
+        removed += await self._abort_stale(client, older_than, staging, now)
         return removed
 
-    async def _abort_stale(self, client: Any, older_than: timedelta) -> int:
+    async def _abort_stale(
+        self, client: Any, older_than: timedelta, staging: str, now: float
+    ) -> int:
         cutoff = datetime.now(timezone.utc) - older_than
         removed = 0
-        staging = f"{self.prefix}{DIRECT_STAGING}"
         paginator = client.get_paginator("list_multipart_uploads")
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
             for item in page.get("Uploads", ()):
                 key = str(item["Key"])
-                stamp = key[len(staging) :].split("-", 1)[0] if key.startswith(staging) else ""
                 # A direct upload's parts are stale once its ticket expired.
-                expired = stamp.isdigit() and int(stamp) < time.time()
+                expired = key.startswith(staging) and staged_expiry(key[len(staging) :]) < now
                 if item["Initiated"] <= cutoff or expired:
                     await client.abort_multipart_upload(
                         Bucket=self.bucket, Key=item["Key"], UploadId=item["UploadId"]

@@ -325,15 +325,16 @@ async def sweep_staged(storage: FileStorage) -> int:
     now = time.time()
     removed = 0
     folder = f"{_staging_folder(storage.name)}/"
-    expired = [key async for key in staging.list(folder) if _expiry(key[len(folder) :]) < now]
+    expired = [key async for key in staging.list(folder) if staged_expiry(key[len(folder) :]) < now]
     for key in expired:
         await staging.delete(key)
         removed += 1
     return removed
 
 
-def _expiry(name: str) -> float:
-    """The expiry written at the start of a staged name; never-expiring if unreadable."""
+def staged_expiry(name: str) -> float:
+    """The expiry written at the start of a staged name (``<expiry>-<random>``), in Unix
+    seconds; never-expiring if unreadable. Cleanup of every storage reads it here."""
     stamp = name.split("-", 1)[0]
     return float(stamp) if stamp.isdigit() else math.inf
 

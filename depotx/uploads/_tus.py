@@ -148,8 +148,6 @@ class _State:
     #: The time the upload last received bytes (or was created): expiry counts from it.
     active: datetime
     done: bool
-    #: Start of the last chunk, for resuming a listing; ``None`` without chunks.
-    last_chunk: str | None
 
 
 class _Answer(Exception):
@@ -326,7 +324,7 @@ class TusApp:
     def _preflight_headers(self, cors: Mapping[str, str]) -> dict[str, str]:
         return {
             **cors,
-            "Access-Control-Allow-Methods": "POST, HEAD, PATCH, DELETE, OPTIONS",
+            "Access-Control-Allow-Methods": _ALLOW,
             "Access-Control-Allow-Headers": ALLOW_HEADERS,
             "Access-Control-Max-Age": "86400",
         }
@@ -382,7 +380,7 @@ class TusApp:
         root = scope.get("root_path", "")
         location = f"{root.rstrip('/')}/{upload.upload_id}"
         answer = _Answer(201, "", {"Location": location})
-        state = _State(upload, raw_metadata, 0, upload.created, False, None)
+        state = _State(upload, raw_metadata, 0, upload.created, False)
         if with_body:
             patched = await self._write(state, receive, headers)
             answer.headers.update(patched.headers)
@@ -536,7 +534,7 @@ class TusApp:
             async with await staging.get(last) as chunk:
                 offset = int(last.rsplit("/", 1)[1]) + chunk.content_length
                 active = max(active, chunk.last_modified)
-        state = _State(upload, record["metadata"], offset, active, done, last)
+        state = _State(upload, record["metadata"], offset, active, done)
         if done and upload.length is not None:
             state.offset = upload.length  # chunks are deleted once the file is stored
         elif self._expired(state):
