@@ -322,6 +322,58 @@ async def azure_raw(connection_string: str, container: str, size: int) -> dict[s
     return {"put_mib_s": round(size / MiB / put, 1), "get_mib_s": round(size / MiB / get, 1)}
 
 
+async def gcs_depotx(endpoint: str, bucket: str, size: int) -> dict[str, Any]:
+    """depotx ``GCSStorage.create`` (a resumable upload in 8 MiB chunks) then ``get`` +
+    ``iter_bytes`` (the first MiB, then one ranged GET pinned to the generation)."""
+    from depotx.storages.gcs import GCSStorage
+
+    storage = GCSStorage(bucket=bucket, api_endpoint=endpoint, create_bucket=True)
+    try:
+        await storage.exists(str(uuid.uuid4()))  # open the client before the clock starts
+        began = time.perf_counter()
+        file_id = await storage.create(stream(size), filename="big.bin")
+        put = time.perf_counter() - began
+        began = time.perf_counter()
+        got = 0
+        async with await storage.get(file_id) as stored:
+            async for chunk in stored.iter_bytes(chunk_size=CHUNK):
+                got += len(chunk)
+        get = time.perf_counter() - began
+        await storage.delete(file_id)
+    finally:
+        await storage.aclose()
+    if got != size:
+        raise RuntimeError(f"GCSStorage returned {got} bytes of {size}")
+    return {"put_mib_s": round(size / MiB / put, 1), "get_mib_s": round(size / MiB / get, 1)}
+
+
+async def gcs_raw(endpoint: str, bucket: str, size: int) -> dict[str, Any]:
+    """The peer: gcloud-aio-storage's own ``upload`` (a resumable upload of the whole
+    stream in one PUT, as it does above 5 MB) and ``download_stream``."""
+    import io
+
+    from gcloud.aio.storage import Storage
+
+    name = f"raw-{uuid.uuid4().hex}"
+    # It uploads a sized synchronous stream: the bytes are made before the clock starts.
+    data = io.BytesIO(_BLOCK * (size // CHUNK) + _BLOCK[: size % CHUNK])
+    async with Storage(api_root=endpoint) as client:
+        began = time.perf_counter()
+        await client.upload(bucket, name, data, content_type="application/octet-stream")
+        put = time.perf_counter() - began
+        began = time.perf_counter()
+        got = 0
+        body = await client.download_stream(bucket, name)
+        async with body:  # its own read(), on the response it releases on exit
+            while chunk := await body.read(CHUNK):
+                got += len(chunk)
+        get = time.perf_counter() - began
+        await client.delete(bucket, name)
+    if got != size:
+        raise RuntimeError(f"download_stream returned {got} bytes of {size}")
+    return {"put_mib_s": round(size / MiB / put, 1), "get_mib_s": round(size / MiB / get, 1)}
+
+
 async def s3_small_latency(endpoint: str, bucket: str, count: int) -> dict[str, Any]:
     """Open and read a 1 KiB object ``count`` times through depotx and through raw
     ``get_object``, alternating, on one moto server; the median of each, in ms."""

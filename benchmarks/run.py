@@ -1084,6 +1084,53 @@ def run_azure(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, A
     return rows, {label: results}
 
 
+def run_gcs(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]]:
+    """GCS create/get through depotx against gcloud-aio-storage, both on one emulator."""
+    for module in ("depotx.storages.gcs", "gcloud.aio.storage", "gcp_storage_emulator"):
+        missing = _importable(module)
+        if missing:
+            return [], {"skipped": f"{module} does not import: {missing}"}
+    root = Path(__file__).parent.parent
+    port = free_port()
+    data = Path(tempfile.mkdtemp(prefix="depotx-bench-gcs-"))
+    server = Server(
+        "gcs-emulator",
+        [
+            sys.executable,
+            *("-m", "tests.backends._gcs_emulator", "--port", str(port), "--data", str(data)),
+        ],
+        port=port,
+        env={"PYTHONPATH": str(root)},
+        log_dir=log_dir,
+    )
+    size = settings.s3_size
+    label = f"GCS {size // MiB} MiB (gcp-storage-emulator)"
+    try:
+        with running([server]):
+            contenders: dict[str, Callable[[], dict[str, Any]]] = {
+                "depotx": lambda: _run_async(_inprocess.gcs_depotx(server.url, "bench", size)),
+                "gcloud-aio": lambda: _run_async(_inprocess.gcs_raw(server.url, "bench", size)),
+            }
+            _log(f"{label}: depotx, gcloud-aio-storage x {settings.rounds} rounds")
+            results = _interleave(
+                settings.rounds, list(contenders), lambda name: contenders[name]()
+            )
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    rows = [
+        _ratio_row(
+            f"{label}: {what}",
+            "MiB/s",
+            _median([run[key] for run in results["depotx"]]),
+            "gcloud-aio-storage " + ("upload" if what == "create" else "download_stream"),
+            _median([run[key] for run in results["gcloud-aio"]]),
+            0.9,
+        )
+        for key, what in (("put_mib_s", "create"), ("get_mib_s", "get"))
+    ]
+    return rows, {label: results}
+
+
 def run_migrate(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, Any]]:
     """``depotx migrate`` against filedepot's copy loop: local → S3, and S3 → S3 (moto)."""
     for module in ("depotx.storages.s3", "depot.io.boto3"):
@@ -1220,7 +1267,7 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-GROUPS = ("http", "create", "lag", "s3", "azure", "upload", "migrate", "offload")
+GROUPS = ("http", "create", "lag", "s3", "gcs", "azure", "upload", "migrate", "offload")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1264,6 +1311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 found, details = run_migrate(settings, log_dir)
             elif group == "offload":
                 found, details = run_offload(settings, log_dir)
+            elif group == "gcs":
+                found, details = run_gcs(settings, log_dir)
             elif group == "azure":
                 found, details = run_azure(settings, log_dir)
             else:

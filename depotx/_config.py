@@ -38,6 +38,7 @@ BACKENDS: Mapping[str, str] = types.MappingProxyType(
         "memory": "depotx.storages.memory:MemoryFileStorage",
         "mirror": "depotx.storages.mirror:MirrorStorage",
         "s3": "depotx.storages.s3:S3Storage",
+        "gcs": "depotx.storages.gcs:GCSStorage",
         "azure": "depotx.storages.azure:AzureBlobStorage",
         "gridfs": "depotx.storages.gridfs:GridFSStorage",
     }
@@ -51,6 +52,7 @@ FILEDEPOT_BACKENDS: Mapping[str, str] = types.MappingProxyType(
         "depot.io.boto3.S3Storage": "s3",
         "depot.io.awss3.S3Storage": "s3",
         "depot.io.gridfs.GridFSStorage": "gridfs",
+        "depot.io.gcs.GCSStorage": "gcs",
     }
 )
 

@@ -10,8 +10,9 @@
 //   })
 //   await fetch('/documents', {method: 'POST', body: JSON.stringify({token: ticket.token})})
 //
-// Form tickets POST the fields, then the file; multipart tickets PUT each part to a URL
-// the app presigns on demand (partUrls), four at a time, each retried three times.
+// Form tickets POST the fields, then the file; PUT tickets (GCS, Azure) send the file as
+// the body of one signed PUT with the ticket's headers; multipart tickets PUT each part
+// to a URL the app presigns on demand (partUrls), four at a time, each retried three times.
 // Rejects with an Error whose message is the service's own, in words.
 ;(function (root) {
   'use strict'
@@ -46,7 +47,7 @@
     })
   }
 
-  // The service's message: S3 answers XML (<Message>), the app JSON ({"error"}).
+  // The service's message: S3 and GCS answer XML (<Message>), the app JSON ({"error"}).
   function explain(xhr) {
     var text = xhr.responseText || ''
     var xml = /<Message>([^<]*)<\/Message>/.exec(text)
@@ -79,8 +80,14 @@
   }
 
   function formUpload(ticket, file, options) {
-    var form = new FormData()
     var upload = ticket.upload
+    if (upload.method === 'PUT') {
+      // A signed URL (GCS, Azure): the file is the body; the signature names the headers.
+      return send('PUT', upload.url, file, upload.headers, function (loaded) {
+        if (options.onProgress) options.onProgress(Math.min(loaded, file.size), file.size)
+      })
+    }
+    var form = new FormData()
     Object.keys(upload.fields).forEach(function (name) {
       form.append(name, upload.fields[name])
     })

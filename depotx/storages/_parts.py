@@ -1,11 +1,13 @@
-"""Cutting an upload's chunk stream into parts of one size: S3 parts, Azure blocks."""
+"""Cutting an upload's chunk stream into parts of one size: S3 parts, Azure blocks, GCS chunks."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import warnings
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-__all__ = ["PartReader"]
+__all__ = ["PartReader", "large_bodies"]
 
 
 class PartReader:
@@ -45,3 +47,18 @@ class PartReader:
     @property
     def done(self) -> bool:
         return self.exhausted and not self._have
+
+
+@contextlib.contextmanager
+def large_bodies() -> Iterator[None]:
+    """Silence aiohttp's advice against sending a part (up to megabytes) as bytes.
+
+    A part is one ``bytes`` object already, whatever aiohttp is given (the Azure
+    SDK passes each block so too); copying it into the socket is what sending it
+    costs anyway.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Sending a large body directly", category=ResourceWarning
+        )
+        yield

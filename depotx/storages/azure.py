@@ -33,8 +33,7 @@ import base64
 import contextlib
 import logging
 import uuid
-import warnings
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import quote, unquote
@@ -63,7 +62,7 @@ from .._formats import (
     parse_filedepot_time,
 )
 from .._ids import is_valid_file_id
-from ._parts import PartReader
+from ._parts import PartReader, large_bodies
 from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing, utcnow
 
 try:
@@ -469,7 +468,7 @@ class AzureBlobStorage(FileStorage):
 
         async def stage(block_id: str, data: bytes) -> None:
             try:
-                with _large_bodies():
+                with large_bodies():
                     await blob.stage_block(block_id, data)
             finally:
                 slots.release()
@@ -525,7 +524,7 @@ class AzureBlobStorage(FileStorage):
                     "match_condition": MatchConditions.IfNotModified,
                 }
             try:
-                with _large_bodies():
+                with large_bodies():
                     await write(**conditions)
                 return
             except (ResourceExistsError, ResourceModifiedError) as exc:
@@ -622,20 +621,6 @@ class AzureBlobStorage(FileStorage):
             content_type=overrides.get("content_type"),
         )
         return f"{self._base_url()}/{quote(name, safe='/~')}?{token}"
-
-
-@contextlib.contextmanager
-def _large_bodies() -> Iterator[None]:
-    """Silence aiohttp's advice against sending a block (up to ``block_size``) as bytes.
-
-    The SDK hands aiohttp each block as one ``bytes`` object whatever it is given;
-    copying it into the socket is what sending it costs anyway.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message="Sending a large body directly", category=ResourceWarning
-        )
-        yield
 
 
 def _connection_parts(connection_string: str) -> dict[str, str]:

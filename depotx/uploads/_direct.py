@@ -122,22 +122,31 @@ class UploadGrant:
 
 
 class DirectTarget(NamedTuple):
-    """Where a storage that presigns sends the browser (from ``_open_direct_upload``)."""
+    """Where a storage that presigns sends the browser (from ``_open_direct_upload``).
+
+    ``method`` is ``POST`` for a form (S3's presigned POST: ``fields``, then the
+    file), ``PUT`` for the file as the whole body (a GCS or Azure signed URL), with
+    ``headers`` the signature requires.
+    """
 
     url: str | None
     fields: Mapping[str, str]
     part_size: int | None = None
     part_count: int | None = None
+    method: str = "POST"
+    headers: Mapping[str, str] = {}
 
 
 @dataclass(frozen=True)
 class UploadTicket:
     """How a browser uploads one file; give :meth:`to_dict` to the front end.
 
-    Either a form upload (``url``, ``fields``, ``headers``: ``POST`` a
-    ``multipart/form-data`` body with every field, then the file in ``file``) or,
-    when ``part_size`` is set, a multipart upload (``PUT`` each part to a URL the
-    app presigns on demand). ``token`` finalizes it.
+    One of three: a form upload (``method`` ``POST``: a ``multipart/form-data``
+    body with every one of ``fields``, then the file in ``file``, to ``url`` with
+    ``headers``); a single ``PUT`` of the file as the body (``method`` ``PUT``, to
+    a signed ``url``, sending exactly ``headers``: GCS and Azure); or, when
+    ``part_size`` is set, a multipart upload (``PUT`` each part to a URL the app
+    presigns on demand: S3). ``token`` finalizes it.
     """
 
     token: str
@@ -148,6 +157,7 @@ class UploadTicket:
     headers: Mapping[str, str] = field(default_factory=dict)
     part_size: int | None = None
     part_count: int | None = None
+    method: str = "POST"
 
     @property
     def multipart(self) -> bool:
@@ -164,16 +174,16 @@ class UploadTicket:
             data["multipart"] = {"part_size": self.part_size, "part_count": self.part_count}
         else:
             data["upload"] = {
-                "method": "POST",
+                "method": self.method,
                 "url": self.url,
                 "fields": dict(self.fields),
                 "headers": dict(self.headers),
-                "file_field": "file",
+                "file_field": "file" if self.method == "POST" else None,
             }
         return data
 
     def __repr__(self) -> str:  # the token is a credential: keep it out of logs
-        kind = "multipart" if self.multipart else "form"
+        kind = "multipart" if self.multipart else "form" if self.method == "POST" else "put"
         return f"<UploadTicket {kind} max_size={self.max_size} expires={self.expires.isoformat()}>"
 
 
@@ -255,8 +265,10 @@ async def prepare(
         max_size=max_size,
         url=target.url,
         fields=dict(target.fields),
+        headers=dict(target.headers),
         part_size=target.part_size,
         part_count=target.part_count,
+        method=target.method,
     )
 
 
