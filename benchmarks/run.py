@@ -249,8 +249,19 @@ def _gunicorn(app: str, port: int) -> list[str]:
     )
 
 
-def _path_for(contender: str, file_id: str) -> str:
-    return f"/static/{file_id}/file" if contender == "starlette" else f"/depot/bench/{file_id}"
+#: Contenders that are another URL on the depotx server: (storage, signed).
+_DEPOTX_VARIANTS = {"depotx-signed": ("signed", True), "depotx-authorize": ("authorized", False)}
+
+
+def _path_for(contender: str, file_id: str, root: str = "") -> str:
+    if contender == "starlette":
+        return f"/static/{file_id}/file"
+    storage, signed = _DEPOTX_VARIANTS.get(contender, ("bench", False))
+    if signed:
+        from benchmarks.apps._common import make_manager
+
+        return make_manager(root).url_for(f"{storage}/{file_id}", expires_in=3600)
+    return f"/depot/{storage}/{file_id}"
 
 
 def _check(url: str, headers: dict[str, str], expect_status: int, expect_length: int) -> str:
@@ -325,16 +336,23 @@ def run_http(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, An
             name: Server(name, command, port=ports[name], env=env, log_dir=log_dir)
             for name, command in commands.items()
         }
-        with running(list(servers.values())):
+        processes = list(servers.values())
+        for variant in _DEPOTX_VARIANTS:  # other URLs of the same depotx server
+            servers[variant] = servers["depotx"]
+        with running(processes):
             _log("servers up: " + ", ".join(f"{n}={s.serving_pid}" for n, s in servers.items()))
-            rows += _http_scenarios(settings, servers, files, raw)
+            rows += _http_scenarios(settings, servers, files, raw, str(data))
     finally:
         shutil.rmtree(data, ignore_errors=True)
     return rows, raw
 
 
 def _http_scenarios(
-    settings: Settings, servers: dict[str, Server], files: _HttpFiles, raw: dict[str, Any]
+    settings: Settings,
+    servers: dict[str, Server],
+    files: _HttpFiles,
+    raw: dict[str, Any],
+    root: str,
 ) -> list[Row]:
     rows: list[Row] = []
 
@@ -354,7 +372,7 @@ def _http_scenarios(
         per: dict[str, dict[str, Any]] = {}
         request_headers: dict[str, dict[str, str]] = {}
         for contender in contenders:
-            url = servers[contender].url + _path_for(contender, file_id)
+            url = servers[contender].url + _path_for(contender, file_id, root)
             wanted = dict(headers or {})
             if etag_header:
                 import httpx
@@ -482,6 +500,32 @@ def _http_scenarios(
                 label, "req/s", ours["rps"], "bare ASGI from memory", per["bare"]["rps"], 0.5
             )
         )
+
+    # The cost of the private-file checks on the hot path: the same file, the same
+    # server, through a signed URL and through an authorize hook that allows it.
+    per = load(
+        "GET 1 KiB: signed URL, authorize hook",
+        ["depotx", "depotx-signed", "depotx-authorize"],
+        files.small,
+        KiB,
+        seconds=settings.http_seconds,
+        connections=settings.small_connections,
+    )
+    for contender, what in (
+        ("depotx-signed", "GET 1 KiB through a signed URL"),
+        ("depotx-authorize", "GET 1 KiB through an authorize hook returning True"),
+    ):
+        rows.append(
+            _ratio_row(
+                what,
+                "req/s",
+                per[contender]["rps"],
+                "depotx, the same file unsigned",
+                per["depotx"]["rps"],
+                0.95,
+            )
+        )
+        rows[-1].notes += errors_note(per)
 
     per = load(
         "GET 1 KiB, If-None-Match -> 304",

@@ -45,8 +45,27 @@ _FORBIDDEN_RE = re.compile(
 )
 
 
+#: Ids found valid lately (up to ``_KNOWN_LIMIT`` of them, each at most
+#: ``_KNOWN_LENGTH`` characters): serving checks one id three times a request (the
+#: route, the storage's public method, the backend), and the same ids come back.
+_KNOWN_VALID: dict[str, None] = {}
+_KNOWN_LIMIT = 8192
+_KNOWN_LENGTH = 160
+
+
 def _problem(file_id: str) -> str | None:
     """Why ``file_id`` is not a valid key, or ``None`` if it is one."""
+    if file_id in _KNOWN_VALID:
+        return None
+    problem = _find_problem(file_id)
+    if problem is None and len(file_id) <= _KNOWN_LENGTH:
+        if len(_KNOWN_VALID) >= _KNOWN_LIMIT:
+            _KNOWN_VALID.clear()  # start over: cheaper than tracking the oldest
+        _KNOWN_VALID[file_id] = None
+    return problem
+
+
+def _find_problem(file_id: str) -> str | None:
     if not file_id:
         return "a file id cannot be empty"
     found = _FORBIDDEN_RE.search(file_id)

@@ -8,6 +8,7 @@ the other version (``pins_versions = False``), unless it already holds the bytes
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import tempfile
 import uuid
@@ -25,8 +26,10 @@ from depotx import (
     InvalidFileIdError,
     StorageManager,
     StoredFileNotFoundError,
+    ValidationError,
 )
 from depotx.testing import StorageContract
+from depotx.uploads._direct import presigns
 from tests._net import free_port
 from tests.backends._azure import (
     AZURE_FACTORIES,
@@ -170,3 +173,75 @@ async def test_a_service_that_dies_mid_upload_leaves_nothing_and_comes_back() ->
     finally:
         await storage.aclose()
         stop_azurite(process)
+
+
+# -- direct uploads: a SAS URL to Put Blob ---------------------------------------------------
+
+
+async def test_direct_upload_with_a_sas_put() -> None:
+    from depotx.uploads._direct import read_grant
+
+    storage = make(prefix="files/")
+    manager = StorageManager(secret_key="s" * 32)
+    manager.register("blobs", storage)
+    try:
+        assert not await storage.exists("x")  # the container is created on first use
+        assert presigns(storage)
+        ticket = await storage.prepare_upload("photo.png", "image/png", max_size=1000)
+        form = ticket.to_dict()["upload"]
+        assert form["method"] == "PUT"
+        assert form["headers"] == {
+            "x-ms-blob-type": "BlockBlob",
+            "Content-Type": "image/png",
+            "If-None-Match": "*",
+        }
+        assert "/files/depotx-upload%7F" in form["url"]
+        assert "sp=cw" in form["url"]  # create and write: not read, not delete
+        png = b"\x89PNG\r\n\x1a\n" + bytes(200)
+        async with httpx.AsyncClient() as client:
+            sent = await client.put(form["url"], content=png, headers=form["headers"])
+            assert sent.status_code == 201, sent.text
+            replay = await client.put(form["url"], content=b"other", headers=form["headers"])
+            assert replay.status_code == 409  # a ticket writes once
+            elsewhere = form["url"].replace("depotx-upload%7F", "depotx-upload%7Fother")
+            forged = await client.put(elsewhere, content=png, headers=form["headers"])
+            assert forged.status_code == 403  # the SAS names its blob
+        assert [i async for i in storage.list()] == []  # not a file until finalized
+        file_id = await storage.finalize_upload(ticket.token)
+        assert file_id == read_grant(manager, ticket.token).file_id
+        assert await storage.finalize_upload(ticket.token) == file_id
+        async with await storage.get(file_id) as stored:
+            assert stored.filename == "photo.png"
+            assert stored.content_type == "image/png"
+            assert stored.checksum == hashlib.sha256(png).hexdigest()
+            assert await stored.read() == png
+        assert [i async for i in storage.list()] == [file_id]
+
+        # A SAS cannot limit the size: finalize refuses it, and deletes it.
+        big = await storage.prepare_upload("big.bin", max_size=10)
+        form = big.to_dict()["upload"]
+        async with httpx.AsyncClient() as client:
+            await client.put(form["url"], content=bytes(11), headers=form["headers"])
+        with pytest.raises(ValidationError, match="10 bytes"):
+            await storage.finalize_upload(big.token)
+        with pytest.raises(ValidationError, match="nothing was uploaded"):
+            await storage.finalize_upload(big.token)
+
+        # An abandoned ticket: cleanup removes its upload once it expired.
+        stale = await storage.prepare_upload("s.bin", max_size=10, expires_in=1)
+        form = stale.to_dict()["upload"]
+        async with httpx.AsyncClient() as client:
+            await client.put(form["url"], content=b"abc", headers=form["headers"])
+        await asyncio.sleep(2.1)
+        assert await storage.cleanup() == 1
+    finally:
+        await manager.aclose()
+
+
+async def test_without_the_account_key_direct_uploads_go_through_the_app() -> None:
+    from depotx.storages.azure import AzureBlobStorage
+
+    storage = AzureBlobStorage(
+        container="x", account_url="https://acct.blob.core.windows.net", credential=None
+    )
+    assert not presigns(storage)  # DefaultAzureCredential signs no SAS

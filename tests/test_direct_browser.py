@@ -259,3 +259,58 @@ def test_the_serve_page_uploads_to_an_s3_storage_directly(driver: Any, tmp_path:
             key = item["path"].split("/", 1)[1]
             assert s3_object(endpoint, bucket, key) == source.read_bytes()
         assert httpx.get(base + "/files").json() == []  # nothing went to the default storage
+
+
+def test_the_serve_page_uploads_to_an_azure_container_directly(driver: Any, tmp_path: Path) -> None:
+    """A ``PUT`` ticket (a SAS URL to ``Put Blob``) sent by the same snippet, in Chromium."""
+    import asyncio
+
+    from selenium.webdriver.common.by import By
+
+    from tests._uvicorn import running_server
+    from tests.backends._azure import azurite_endpoint, connection_string
+    from tests.test_browser import drop_files
+
+    pytest.importorskip("azure.storage.blob", reason="pip install 'depotx[azure]'")
+    connection = connection_string(azurite_endpoint())
+    container = f"direct-{uuid.uuid4().hex[:12]}"
+
+    async def prepare() -> None:
+        from azure.storage.blob import CorsRule
+        from azure.storage.blob.aio import BlobServiceClient
+
+        async with BlobServiceClient.from_connection_string(connection) as service:
+            await service.set_service_properties(
+                cors=[CorsRule(["*"], ["GET", "HEAD", "PUT"], allowed_headers=["*"])]
+            )
+            await service.create_container(container)
+
+    async def blob(name: str) -> bytes:
+        from azure.storage.blob.aio import BlobServiceClient
+
+        async with BlobServiceClient.from_connection_string(connection) as service:
+            download = await service.get_blob_client(container, name).download_blob()
+            return bytes(await download.readall())
+
+    asyncio.run(prepare())
+    settings = {
+        "depot.backend": "azure",
+        "depot.container": container,
+        "depot.connection_string": connection,
+    }
+    image = tmp_path / "to the container.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(300_000))
+    with running_server(tmp_path / "files", configured={"blobs": settings}) as (_, base):
+        driver.get(base + "/?storage=blobs")
+        assert driver.find_element(By.TAG_NAME, "body").get_attribute("data-direct") == "1"
+        drop_files(driver, image)
+        wait_for(
+            lambda: len(driver.find_elements(By.CSS_SELECTOR, "#uploads li.done")) == 1,
+            60,
+            "the direct upload to be stored",
+        )
+        screenshot(driver, "7-serve-direct-azure")
+        listed = httpx.get(base + "/files?storage=blobs").json()
+        assert [item["filename"] for item in listed] == [image.name]
+        assert asyncio.run(blob(listed[0]["path"].split("/", 1)[1])) == image.read_bytes()
+        assert listed[0]["content_type"] == "image/png"

@@ -528,3 +528,21 @@ async def test_a_service_that_is_down_is_a_backend_error_at_once() -> None:
             await storage.create(b"x")
     finally:
         await storage.aclose()
+
+
+async def test_without_a_key_direct_uploads_go_through_the_app(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tokens from the metadata server sign nothing: the ticket then names the app's route."""
+    from depotx.uploads._direct import presigns
+
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    storage = make(credentials=None)
+    manager = StorageManager(secret_key="s" * 32)
+    manager.register("gcs", storage)
+    try:
+        assert not presigns(storage)
+        ticket = await storage.prepare_upload("a.txt", max_size=100)
+        assert ticket.to_dict()["upload"]["url"] == "/depot/.upload"
+    finally:
+        await manager.aclose()

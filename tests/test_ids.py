@@ -86,3 +86,25 @@ def test_split_path_splits_at_the_first_slash() -> None:
     for bad in ["media", "/abc", "media/..", "media/", "media/a//b", "media/a/../b"]:
         with pytest.raises(InvalidFileIdError):
             split_path(bad)
+
+
+def test_ids_found_valid_are_remembered_within_bounds() -> None:
+    """Serving checks an id three times a request: the second and third are a lookup.
+
+    Only valid ids are remembered, never long ones, and never more than the limit.
+    """
+    from depotx import _ids
+
+    _ids._KNOWN_VALID.clear()
+    assert is_valid_file_id("reports/2026.pdf")
+    assert "reports/2026.pdf" in _ids._KNOWN_VALID
+    assert not is_valid_file_id("reports/../2026.pdf")
+    assert not is_valid_file_id("a\\b")
+    assert set(_ids._KNOWN_VALID) == {"reports/2026.pdf"}
+    assert is_valid_file_id("x" * 200)
+    assert "x" * 200 not in _ids._KNOWN_VALID  # long ids are checked each time
+    for n in range(_ids._KNOWN_LIMIT + 5):
+        assert is_valid_file_id(f"k{n}")
+    assert len(_ids._KNOWN_VALID) <= _ids._KNOWN_LIMIT
+    with pytest.raises(InvalidFileIdError):
+        validate_file_id("k1/")  # a remembered prefix proves nothing about another id

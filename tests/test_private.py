@@ -24,7 +24,13 @@ from depotx import (
     StorageManager,
     StoredFileResponse,
 )
-from depotx._signing import SigningKeys, canonical, check_file_query, sign_file_query
+from depotx._signing import (
+    BadSignature,
+    SigningKeys,
+    canonical,
+    check_file_query,
+    sign_file_query,
+)
 
 SECRET = "a-test-secret-of-enough-length"
 OLD_SECRET = "the-previous-secret-still-valid"
@@ -261,6 +267,44 @@ def test_check_file_query_directly() -> None:
 
 
 # -- the authorize hook --------------------------------------------------------------------
+
+
+def test_a_verified_url_is_remembered_but_still_expires_and_forgeries_are_not() -> None:
+    from depotx import _signing
+
+    keys = SigningKeys([b"k" * 32])
+    query = sign_file_query(keys, "docs", "a/b.pdf", expires=1000)
+    assert check_file_query(keys, "docs", "a/b.pdf", query, now=10) is not None
+    assert ("docs", "a/b.pdf", query) in keys._verified  # asked again: a lookup
+    assert check_file_query(keys, "docs", "a/b.pdf", query, now=999) is not None
+    with pytest.raises(BadSignature, match="expired"):
+        check_file_query(keys, "docs", "a/b.pdf", query, now=1000)  # remembered, still expires
+    with pytest.raises(BadSignature, match="does not match"):
+        check_file_query(keys, "docs", "a/c.pdf", query, now=10)  # another file: checked
+    forged = query[:-2] + ("AA" if not query.endswith("AA") else "BB")
+    for _ in range(2):
+        with pytest.raises(BadSignature, match="does not match"):
+            check_file_query(keys, "docs", "a/b.pdf", forged, now=10)
+    assert len(keys._verified) == 1  # only what verified is kept
+    for n in range(_signing._VERIFIED_LIMIT + 10):
+        other = sign_file_query(keys, "docs", f"f{n}", expires=1000)
+        check_file_query(keys, "docs", f"f{n}", other, now=10)
+    assert len(keys._verified) == _signing._VERIFIED_LIMIT  # bounded: the oldest go
+    assert ("docs", "a/b.pdf", query) not in keys._verified
+    assert check_file_query(keys, "docs", "a/b.pdf", query, now=10) is not None
+
+
+def test_the_fast_signed_message_is_the_canonical_form() -> None:
+    from depotx._signing import FILE_URL, _file_fields, _file_message
+
+    for storage, file_id, expires, download, filename in (
+        ("docs", "a/b.pdf", 7, False, None),
+        ("médias", "été/ü.png", 1800000000, True, "x y.pdf"),
+        ("s", "x", 1, False, ""),
+    ):
+        assert _file_message(storage, file_id, str(expires), download, filename) == canonical(
+            FILE_URL, _file_fields(storage, file_id, expires, download, filename)
+        )
 
 
 async def test_authorize_hook_allows_denies_hides_and_fails_closed(

@@ -1,6 +1,9 @@
 """depotx's ``DepotMiddleware`` over local storage ``bench`` at ``BENCH_ROOT``.
 
-With ``BENCH_OFFLOAD=x-accel-redirect`` it hands the bytes to nginx in front.
+The same files are also storage ``signed`` (private: every URL signed) and
+``authorized`` (private, with an ``authorize`` hook that allows everything), for
+the cost of checking a signature and of calling the hook. With
+``BENCH_OFFLOAD=x-accel-redirect`` it hands the bytes to nginx in front.
 """
 
 from __future__ import annotations
@@ -9,14 +12,9 @@ import os
 
 from starlette.types import Receive, Scope, Send
 
-from depotx import StorageManager
+from ._common import make_manager, not_found
 
-from ._common import not_found
-
-manager = StorageManager()
-manager.configure(
-    "bench", {"depot.backend": "local", "depot.storage_path": os.environ["BENCH_ROOT"]}
-)
+manager = make_manager(os.environ["BENCH_ROOT"])
 
 
 async def _fallback(scope: Scope, receive: Receive, send: Send) -> None:

@@ -32,10 +32,11 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote
 
 from .. import _http
@@ -52,7 +53,7 @@ from .._exceptions import (
     StoredFileNotFoundError,
     ValidationError,
 )
-from .._files import StoredFile
+from .._files import FileIntent, StoredFile
 from .._formats import (
     DEFAULT_CONTENT_TYPE,
     DEFAULT_FILENAME,
@@ -62,6 +63,7 @@ from .._formats import (
     parse_filedepot_time,
 )
 from .._ids import is_valid_file_id
+from .._units import too_large_message
 from ._parts import PartReader, large_bodies
 from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing, utcnow
 
@@ -82,6 +84,9 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError("azure", "azure-storage-blob") from exc
 
+if TYPE_CHECKING:
+    from ..uploads._direct import DirectTarget, UploadGrant
+
 __all__ = ["AzureBlobStorage"]
 
 logger = logging.getLogger("depotx.azure")
@@ -93,6 +98,11 @@ DEFAULT_BLOCK_SIZE = 8 * MiB
 MAX_NAME_LENGTH = 1024
 #: Metadata values are HTTP headers: all of them together stay under 8 KiB.
 METADATA_LIMIT = 8 * KiB
+
+#: Where direct uploads land before finalize: a DEL character makes the name no valid
+#: file id, so ``list()`` never shows it (Azure cannot sign names with a backslash, as
+#: S3 and GCS use, and Azurite breaks on ``..`` and ``//``), and one prefix for cleanup.
+DIRECT_STAGING = "depotx-upload\x7f"
 
 FILENAME_KEY = "depotx_filename"
 MODIFIED_KEY = "depotx_modified"
@@ -597,30 +607,154 @@ class AzureBlobStorage(FileStorage):
         seconds = max(1, min(int(expires_in), self.presigned_expires))
         return self._sas_url(stored.file_id, overrides, seconds)
 
-    def _sas_url(self, file_id: str, overrides: Mapping[str, str], seconds: int) -> str:
-        """A read-only SAS URL, signed locally with the account key (no network I/O)."""
+    def _account_key(self) -> tuple[str, str] | None:
+        """The account name and key SAS tokens are signed with, if the config has them."""
         parts = _connection_parts(self._connection_string or "")
         account = parts.get("accountname")
         key = parts.get("accountkey") or (self._credential if self._account_url else None)
         if not account and self._account_url:
             account = self._account_url.split("//", 1)[-1].split(".", 1)[0]
-        if not account or not key:
+        return (account, key) if account and key else None
+
+    def _sas_url(self, file_id: str, overrides: Mapping[str, str], seconds: int) -> str:
+        """A read-only SAS URL, signed locally with the account key (no network I/O)."""
+        return self._signed_url(
+            self._name(file_id),
+            BlobSasPermissions(read=True),
+            datetime.now(timezone.utc) + timedelta(seconds=seconds),
+            overrides,
+        )
+
+    def _signed_url(
+        self,
+        name: str,
+        permission: BlobSasPermissions,
+        expiry: datetime,
+        overrides: Mapping[str, str] | None = None,
+    ) -> str:
+        signer = self._account_key()
+        if signer is None:
             raise ConfigurationError(
-                f"{self._label()}: public_url_mode = presigned signs with the account key: "
-                "give it in the connection string or as the credential"
+                f"{self._label()}: SAS URLs (public_url_mode = presigned, direct uploads) "
+                "are signed with the account key: give it in the connection string or as "
+                "the credential"
             )
-        name = self._name(file_id)
+        account, key = signer
         token = generate_blob_sas(
             account_name=account,
             container_name=self.container,
             blob_name=name,
             account_key=key,
-            permission=BlobSasPermissions(read=True),
-            expiry=datetime.now(timezone.utc) + timedelta(seconds=seconds),
-            content_disposition=overrides.get("content_disposition"),
-            content_type=overrides.get("content_type"),
+            permission=permission,
+            expiry=expiry,
+            content_disposition=(overrides or {}).get("content_disposition"),
+            content_type=(overrides or {}).get("content_type"),
         )
         return f"{self._base_url()}/{quote(name, safe='/~')}?{token}"
+
+    # -- direct uploads ------------------------------------------------------------------
+
+    def _presigns_uploads(self) -> bool:
+        """With the account key; without it (a SAS credential, ``DefaultAzureCredential``)
+        direct uploads go through the app."""
+        return self._account_key() is not None
+
+    def _is_staged(self, name: str) -> bool:
+        return name.startswith(self.prefix + DIRECT_STAGING)
+
+    async def _open_direct_upload(
+        self, grant: UploadGrant
+    ) -> tuple[UploadGrant, DirectTarget | None]:
+        """A SAS URL to ``Put Blob`` one staging blob, for the ticket's lifetime.
+
+        A SAS cannot bind a size or the request's headers: the ticket asks for
+        ``If-None-Match: *`` (a replay is refused when sent) and finalize checks
+        the size (an oversize upload is deleted there, not refused before it is
+        stored, as S3's policy and GCS's signed header do).
+        """
+        if not self._presigns_uploads():
+            return await super()._open_direct_upload(grant)
+        import dataclasses
+
+        from ..uploads._direct import DirectTarget
+
+        name = f"{self.prefix}{DIRECT_STAGING}{grant.staged.rsplit('/', 1)[1]}"
+        url = self._signed_url(
+            name,
+            BlobSasPermissions(create=True, write=True),
+            datetime.fromtimestamp(grant.expires, timezone.utc),
+        )
+        headers = {
+            "x-ms-blob-type": "BlockBlob",
+            "Content-Type": grant.content_type or "application/octet-stream",
+            "If-None-Match": "*",
+        }
+        return dataclasses.replace(grant, staged=name), DirectTarget(
+            url, {}, method="PUT", headers=headers
+        )
+
+    async def _finalize_direct_upload(self, grant: UploadGrant) -> str:
+        """Check the staged blob and store it under its id as any upload is stored.
+
+        Azurite has no ``Put Block From URL`` and a server-side ``Copy Blob`` keeps
+        the browser's content settings, so the staged bytes are read once (pinned
+        to their ETag) and written through :meth:`create`: type detected from the
+        bytes, checksum, metadata and disposition as for any upload, create-only
+        at the final id. The staged blob is deleted after.
+        """
+        if not self._is_staged(grant.staged):
+            return await super()._finalize_direct_upload(grant)  # it came through the app
+        blob = (await self._container()).get_blob_client(grant.staged)
+        try:
+            properties = await blob.get_blob_properties()
+        except ResourceNotFoundError:
+            if await self._exists(grant.file_id):
+                return grant.file_id  # finalized before
+            raise ValidationError(
+                "upload", "nothing was uploaded with this ticket (or it was cleaned up)"
+            ) from None
+        if int(properties.size or 0) > grant.max_size:
+            await self._delete_staged(grant.staged)
+            raise ValidationError("max_size", too_large_message(grant.max_size))
+        download = await blob.download_blob(
+            etag=properties.etag, match_condition=MatchConditions.IfNotModified
+        )
+        with contextlib.suppress(StoredFileExistsError):  # a concurrent finalize won
+            await self.create(
+                FileIntent(_chunks(download, _NEXT_GETS), grant.filename),
+                metadata=grant.metadata,
+                file_id=grant.file_id,
+            )
+        await self._delete_staged(grant.staged)
+        return grant.file_id
+
+    async def _delete_staged(self, name: str) -> None:
+        blob = (await self._container()).get_blob_client(name)
+        with contextlib.suppress(ResourceNotFoundError):  # gone already: fine
+            await blob.delete_blob()
+
+    async def _abort_direct_upload(self, grant: UploadGrant) -> None:
+        if not self._is_staged(grant.staged):
+            await super()._abort_direct_upload(grant)
+            return
+        await self._delete_staged(grant.staged)
+
+    async def _cleanup(self, older_than: timedelta) -> int:
+        """Delete staged direct uploads whose ticket expired (uncommitted blocks of
+        crashed writers are never visible; Azure drops them after 7 days)."""
+        from ..uploads._direct import staged_expiry
+
+        container = await self._container()
+        folder = self.prefix + DIRECT_STAGING
+        now = time.time()
+        expired = [
+            str(item.name)
+            async for item in container.list_blobs(name_starts_with=folder)
+            if staged_expiry(str(item.name)[len(folder) :]) < now
+        ]
+        for name in expired:
+            await self._delete_staged(name)
+        return len(expired)
 
 
 def _connection_parts(connection_string: str) -> dict[str, str]:

@@ -489,6 +489,14 @@ class FileStorage(abc.ABC):
 
     # -- direct uploads (see depotx.uploads._direct) -------------------------------------
 
+    def _presigns_uploads(self) -> bool:
+        """Whether :meth:`_open_direct_upload` sends the browser to the service itself.
+
+        ``False`` (the default) means through the app's ``/.upload`` route; a storage
+        that presigns says ``True`` when it has what it signs with.
+        """
+        return False
+
     async def _open_direct_upload(
         self, grant: UploadGrant
     ) -> tuple[UploadGrant, DirectTarget | None]:

@@ -266,7 +266,8 @@ class GCSStorage(FileStorage):
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:  # credentials stay out of reprs and logs
-        return f"<GCSStorage {self.name or ''} gs://{self.bucket}/{self.prefix}>".replace("  ", " ")
+        name = f" {self.name!r}" if self.name else ""
+        return f"<GCSStorage{name} gs://{self.bucket}/{self.prefix}>"
 
     # -- clients -------------------------------------------------------------------------
 
@@ -288,6 +289,9 @@ class GCSStorage(FileStorage):
                     try:
                         await self._ensure_bucket(session)
                     except BaseException:
+                        token, self._token = self._token, None
+                        if token is not None:
+                            await token.close()
                         await session.close()
                         raise
                 self._session = session
@@ -300,7 +304,14 @@ class GCSStorage(FileStorage):
         return credentials  # a path, or None: Application Default Credentials
 
     async def _ensure_bucket(self, session: aiohttp.ClientSession) -> None:
-        project = self.project_id or self._signer().get("project_id") or "depotx"
+        project = self.project_id or self._signer().get("project_id")
+        if not project:
+            if not self._emulated:
+                raise ConfigurationError(
+                    f"{self._label()}: create_bucket needs the project to create it in: "
+                    "set depot.project_id"
+                )
+            project = "depotx"  # an emulator takes any
         async with session.post(
             f"{self.api_endpoint}/storage/v1/b",
             params={"project": project},
@@ -918,6 +929,12 @@ class GCSStorage(FileStorage):
 
     # -- direct uploads ------------------------------------------------------------------
 
+    def _presigns_uploads(self) -> bool:
+        """With a service-account key; without one (the metadata server's tokens), uploads
+        go through the app, since signing through IAM would be a request per ticket."""
+        signer = self._signer()
+        return bool(signer.get("client_email") and signer.get("private_key"))
+
     async def _open_direct_upload(
         self, grant: UploadGrant
     ) -> tuple[UploadGrant, DirectTarget | None]:
@@ -933,6 +950,8 @@ class GCSStorage(FileStorage):
 
         from ..uploads._direct import DirectTarget
 
+        if not self._presigns_uploads():
+            return await super()._open_direct_upload(grant)
         name = f"{self.prefix}{DIRECT_STAGING}{grant.staged.rsplit('/', 1)[1]}"
         headers = {
             "Content-Type": grant.content_type or "application/octet-stream",
@@ -953,6 +972,8 @@ class GCSStorage(FileStorage):
         staged generation, create-only at the final name) and writes filedepot's
         metadata and the disposition rule anew. The staged object is deleted after.
         """
+        if not grant.staged.startswith(self.prefix + DIRECT_STAGING):
+            return await super()._finalize_direct_upload(grant)  # it came through the app
         staged = await self._resource(grant.staged)
         if staged is None:
             if await self._exists(grant.file_id):
@@ -998,6 +1019,9 @@ class GCSStorage(FileStorage):
         response.release()
 
     async def _abort_direct_upload(self, grant: UploadGrant) -> None:
+        if not grant.staged.startswith(self.prefix + DIRECT_STAGING):
+            await super()._abort_direct_upload(grant)
+            return
         await self._delete_staged(grant.staged)
 
     async def _cleanup(self, older_than: timedelta) -> int:

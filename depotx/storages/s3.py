@@ -1099,6 +1099,9 @@ class S3Storage(FileStorage):
 
     # -- direct uploads -------------------------------------------------------------------
 
+    def _presigns_uploads(self) -> bool:
+        return True
+
     async def _open_direct_upload(
         self, grant: UploadGrant
     ) -> tuple[UploadGrant, DirectTarget | None]:

@@ -203,8 +203,9 @@ def _manager_of(storage: FileStorage) -> StorageManager:
 
 
 def presigns(storage: FileStorage) -> bool:
-    """Whether the browser uploads to ``storage``'s service directly (S3), not to the app."""
-    return type(storage)._open_direct_upload is not FileStorage._open_direct_upload
+    """Whether the browser uploads to ``storage``'s service directly (S3, GCS, Azure with
+    an account key), not to the app."""
+    return storage._presigns_uploads()
 
 
 def _staging_folder(storage_name: str) -> str:
