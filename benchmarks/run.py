@@ -233,6 +233,28 @@ def _uvicorn(app: str, port: int) -> list[str]:
     )
 
 
+def _granian(app: str, port: int, *extra: str) -> list[str]:
+    """Granian, one worker, asyncio's uvloop: it offers ``http.response.pathsend``."""
+    return python_argv(
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--loop",
+        "uvloop",
+        "--log-level",
+        "warning",
+        *extra,
+        app,
+    )
+
+
 def _gunicorn(app: str, port: int) -> list[str]:
     return python_argv(
         "-m",
@@ -254,7 +276,7 @@ _DEPOTX_VARIANTS = {"depotx-signed": ("signed", True), "depotx-authorize": ("aut
 
 
 def _path_for(contender: str, file_id: str, root: str = "") -> str:
-    if contender == "starlette":
+    if contender in ("starlette", "granian-static"):
         return f"/static/{file_id}/file"
     storage, signed = _DEPOTX_VARIANTS.get(contender, ("bench", False))
     if signed:
@@ -325,13 +347,33 @@ def run_http(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, An
                 filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")])
             ),
         }
-        ports = {name: free_port() for name in ("depotx", "filedepot", "starlette", "bare")}
+        ports = {
+            name: free_port()
+            for name in (
+                "depotx",
+                "filedepot",
+                "starlette",
+                "bare",
+                "depotx-granian",
+                "granian-static",
+            )
+        }
         commands = {
             "depotx": _uvicorn("benchmarks.apps.depotx_app:app", ports["depotx"]),
             "filedepot": _gunicorn("benchmarks.apps.filedepot_app:app", ports["filedepot"]),
             "starlette": _uvicorn("benchmarks.apps.static_app:app", ports["starlette"]),
             "bare": _uvicorn("benchmarks.apps.bare_app:app", ports["bare"]),
         }
+        if _importable("granian") is None:  # the pathsend row: depotx on Granian
+            commands["depotx-granian"] = _granian(
+                "benchmarks.apps.depotx_app:app", ports["depotx-granian"]
+            )
+            # Granian sending the same file itself (its static files): what it can do.
+            commands["granian-static"] = _granian(
+                "benchmarks.apps.bare_app:app",
+                ports["granian-static"],
+                *("--static-path-route", "/static", "--static-path-mount", str(data)),
+            )
         servers = {
             name: Server(name, command, port=ports[name], env=env, log_dir=log_dir)
             for name, command in commands.items()
@@ -561,6 +603,47 @@ def _http_scenarios(
         measure_rss=True,
     )
     rows += transfer_rows(big_label, "MiB/s", "mib_s", per, big_contenders)
+
+    if "depotx-granian" in servers:
+        # The same file, with depotx on Granian: the server sends it itself (pathsend).
+        per = load(
+            f"{big_label} on Granian",
+            ["depotx-granian", "filedepot", "granian-static"],
+            files.big,
+            settings.big_file,
+            seconds=settings.big_seconds,
+            connections=1,
+            measure_rss=True,
+        )
+        rows.append(
+            _ratio_row(
+                f"{big_label}, depotx on Granian (pathsend)",
+                "MiB/s",
+                per["depotx-granian"]["mib_s"],
+                "filedepot (gunicorn sync)",
+                per["filedepot"]["mib_s"],
+                1.0,
+            )
+        )
+        rows.append(
+            _ratio_row(
+                f"{big_label}, depotx on Granian (pathsend)",
+                "MiB/s",
+                per["depotx-granian"]["mib_s"],
+                "Granian's own static files",
+                per["granian-static"]["mib_s"],
+                0.9,
+            )
+        )
+        rows.append(
+            _limit_row(
+                f"{big_label}, depotx on Granian: server RSS growth",
+                "MiB",
+                per["depotx-granian"]["rss_growth_mib"],
+                32,
+                peer=_rss_peers(per, ["depotx-granian", "filedepot", "granian-static"]),
+            )
+        )
 
     range_label = "GET 64 KiB range of 1 MiB"
     per = load(

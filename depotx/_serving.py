@@ -184,6 +184,7 @@ async def send_stored(
     filename: str | None = None,
     chunk_size: int = DEFAULT_SERVE_CHUNK_SIZE,
     handoff: Handoff | None = None,
+    pathsend: Callable[[StoredFile], str | None] | None = None,
 ) -> bool:
     """Answer a GET or HEAD from ``stored``; ``False`` if it changed before its first byte.
 
@@ -191,7 +192,9 @@ async def send_stored(
     again and retries, so headers always describe the bytes that follow. With
     ``handoff``, a body is not sent but left to the front server (after the
     preconditions, which are answered here): its header names the file, and the
-    front server applies the request's ``Range`` itself.
+    front server applies the request's ``Range`` itself. With ``pathsend`` (the
+    ASGI server offers ``http.response.pathsend``), a whole-file answer is a path
+    the server sends itself, when ``pathsend`` gives one for ``stored``.
     """
     head = scope["method"] == "HEAD"
     file = headers_for(
@@ -218,10 +221,24 @@ async def send_stored(
         if header is not None:
             await _send_handoff(send, stored, plan, header)
             return True
+    if pathsend is not None and plan.status == 200:
+        path = pathsend(stored)
+        if path is not None:
+            await send({"type": "http.response.start", "status": 200, "headers": plan.headers})
+            await send({"type": "http.response.pathsend", "path": path})
+            return True
+
+    start, end = plan.segments[0]
+    data = stored._in_memory()
+    if data is not None and not plan.boundary and end - start <= chunk_size:
+        # Already in memory (hot small files): one slice, no read loop, nothing to wait for.
+        await send({"type": "http.response.start", "status": plan.status, "headers": plan.headers})
+        body = data if start == 0 and end == len(data) else data[start:end]
+        await send({"type": "http.response.body", "body": body})
+        return True
 
     # Read the first chunk before the headers go out: if the file was replaced
     # since ``get``, nothing is sent yet and the caller re-opens it.
-    start, end = plan.segments[0]
     chunks = stored.iter_bytes(start, end, chunk_size=chunk_size)
     try:
         first = await anext(chunks, b"")

@@ -93,6 +93,10 @@ class DepotMiddleware:
         where this is not given.
     :param hide_forbidden: answer refused requests 404 instead of 403, so they do
         not reveal that a file exists.
+    :param pathsend: when the ASGI server offers ``http.response.pathsend``
+        (Granian does), local files of ``offload_min_size`` and more, asked for
+        whole, are sent by the server itself from a link pinned to the version
+        opened (:meth:`LocalFileStorage.pin`). ``False`` streams them here.
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class DepotMiddleware:
         offload: Literal["x-accel-redirect", "x-sendfile"] | None = None,
         offload_location: str = DEFAULT_OFFLOAD_LOCATION,
         offload_min_size: int = DEFAULT_OFFLOAD_MIN_SIZE,
+        pathsend: bool = True,
     ) -> None:
         if offload not in (None, "x-accel-redirect", "x-sendfile"):
             raise ConfigurationError(
@@ -140,6 +145,7 @@ class DepotMiddleware:
         self.offload = offload
         self.offload_location = offload_location.rstrip("/")
         self.offload_min_size = offload_min_size
+        self.pathsend = pathsend
         self.chunk_size = chunk_size
         self.authorize = authorize
         self.hide_forbidden = hide_forbidden
@@ -220,7 +226,8 @@ class DepotMiddleware:
                 f"private, max-age={min(self.cache_max_age, remaining)}".encode(),
             )
         else:
-            allowed = await self._authorized(scope, storage, real, file_id)
+            hook = self.authorize or storage.authorize
+            allowed = None if hook is None else await self._authorized(scope, hook, real, file_id)
             if allowed is False or (allowed is None and storage.private):
                 status = 404 if self.hide_forbidden else 403
                 await send_plan(send, _http.error_plan(status, head=head))
@@ -229,10 +236,12 @@ class DepotMiddleware:
                 cache_control = (b"cache-control", b"private, no-cache")
             remaining = AUTHORIZED_REDIRECT_SECONDS
         restricted = signed is not None or storage.private
+        # Storages that serve no URL of their own (local, memory, GridFS) skip all this.
+        redirects = self.redirect_to_public_url and storage._may_redirect()
         # The storage's lasting public URL, found once: the redirect for public files,
         # and a sign that restricted ones will be redirected to a temporary URL.
         public: str | None = None
-        if self.redirect_to_public_url and not storage.redirect_after_open:
+        if redirects and not storage.redirect_after_open:
             try:
                 public = storage.public_url(file_id)
             except Exception as exc:  # noqa: BLE001 - any backend failure is a 502, logged
@@ -262,7 +271,7 @@ class DepotMiddleware:
         metadata_only = storage.reads_with_metadata and (
             head
             or _may_not_read(scope)
-            or (self.redirect_to_public_url and (storage.redirect_after_open or bool(public)))
+            or (redirects and (storage.redirect_after_open or bool(public)))
         )
         await serve_file(
             lambda: storage.get(file_id, metadata_only=metadata_only),
@@ -270,7 +279,7 @@ class DepotMiddleware:
             receive,
             send,
             label=f"{storage.name}/{file_id}",
-            before_send=redirect if self.redirect_to_public_url else None,
+            before_send=redirect if redirects else None,
             cache_control=cache_control,
             headers_for=self._headers_for,
             inline_active=storage.inline_active_content is True,
@@ -278,7 +287,26 @@ class DepotMiddleware:
             filename=filename,
             chunk_size=self.chunk_size,
             handoff=self._handoff(real, storage) if self.offload else None,
+            pathsend=self._pinner(storage, scope),
         )
+
+    def _pinner(
+        self, storage: FileStorage, scope: Scope
+    ) -> Callable[[StoredFile], str | None] | None:
+        """What gives a local file's path to the server's ``pathsend``, when it has one."""
+        if (
+            not self.pathsend
+            or not isinstance(storage, LocalFileStorage)
+            or "http.response.pathsend" not in scope.get("extensions", ())
+        ):
+            return None
+        smallest = self.offload_min_size
+
+        def pin(stored: StoredFile) -> str | None:
+            # Small files are sent from memory here, faster than a server opens them.
+            return storage.pin(stored) if stored.content_length >= smallest else None
+
+        return pin
 
     def _handoff(self, name: str, storage: FileStorage) -> Handoff | None:
         """What hands a local file to the front server, or ``None`` for other storages.
@@ -304,17 +332,12 @@ class DepotMiddleware:
 
         return handoff
 
-    async def _authorized(
-        self, scope: Scope, storage: FileStorage, name: str, file_id: str
-    ) -> bool | None:
-        """The ``authorize`` hook's verdict; ``None`` when there is no hook.
+    async def _authorized(self, scope: Scope, hook: Authorize, name: str, file_id: str) -> bool:
+        """The ``authorize`` hook's verdict.
 
         A hook that raises refuses: an error in an access check must never open
         the door (nor show a 500 with its details).
         """
-        hook = self.authorize or storage.authorize
-        if hook is None:
-            return None
         try:
             verdict = hook(scope, name, file_id)
             if inspect.isawaitable(verdict):

@@ -315,6 +315,16 @@ class FileStorage(abc.ABC):
         self._validate_id(file_id)
         return None
 
+    def _may_redirect(self) -> bool:
+        """Whether a request for a file of this storage may be answered by a redirect.
+
+        The middleware asks this once a request. ``True`` (the default) has it
+        look for a public or temporary URL, and at ``StoredFile.public_url``;
+        storages that never have one (local, memory, GridFS) say ``False``, and
+        their files are served without looking.
+        """
+        return True
+
     def temporary_url(
         self, stored: StoredFile, *, expires_in: int, download: bool, filename: str | None
     ) -> str | None:

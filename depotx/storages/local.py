@@ -106,6 +106,11 @@ PREFIX_MARK = "\\"
 STAGING = "\\depotx-staging"
 #: Prefix of folders renamed away by a delete, removed right after.
 TRASH = "\\deleted-"
+#: Hard links handed to an ASGI server's ``pathsend`` (see :meth:`LocalFileStorage.pin`),
+#: named ``<removal time>-<random>``.
+PATHSEND = "\\depotx-pathsend"
+#: How long such a link is kept: the server opens it after the send, within this.
+PATHSEND_HOLD = 60.0
 # Temporaries of depotx 0.1, which wrote them inside each file's folder.
 _LEGACY_TEMP_PREFIXES = (f".{CONTENT}.", f".{METADATA}.", f".{EXTRA}.")
 # Below this size hashing in the event loop is cheaper than a thread hop.
@@ -368,6 +373,41 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+@functools.lru_cache(maxsize=1)
+def _root_fd() -> int:
+    """A descriptor of ``/``, opened once: it makes ``os.link`` call ``linkat``."""
+    return os.open("/", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+
+def _unlink_pin(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return  # swept already
+    except OSError as exc:
+        logger.warning("depotx: removing the pathsend link %s failed: %s", path, exc)
+
+
+def _sweep_pins(folder: str, now: float) -> int:
+    """Remove pathsend links past their removal time (a link shares its file's dates,
+    so its name says when it goes); how many."""
+    removed = 0
+    try:
+        with os.scandir(folder) as pins:
+            expired = [
+                entry.path
+                for entry in pins
+                if entry.name.split("-", 1)[0].isdigit() and int(entry.name.split("-", 1)[0]) < now
+            ]
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for path in expired:
+        with contextlib.suppress(FileNotFoundError):  # its timer was first
+            os.unlink(path)
+            removed += 1
+    return removed
+
+
 def _age(path: str, now: float) -> float:
     """Seconds since ``path`` was last changed; 0 if it is already gone."""
     try:
@@ -456,6 +496,10 @@ class LocalFileStorage(FileStorage):
     pool, 6-7 ms on three threads.
     """
 
+    def _may_redirect(self) -> bool:
+        # No URL of its own; a subclass may add some (a CDN in front): it is asked.
+        return type(self) is not LocalFileStorage
+
     def __init__(
         self,
         storage_path: str | os.PathLike[str],
@@ -486,6 +530,7 @@ class LocalFileStorage(FileStorage):
         self._cache = _FileCache(cache_size, cache_max_bytes)
         self._root = os.path.join(self.storage_path, "")  # with a trailing separator
         self._staging = self._root + STAGING
+        self._pins = self._root + PATHSEND
         self._swept = False
         self._corrupt_logged: set[str] = set()
 
@@ -561,6 +606,42 @@ class LocalFileStorage(FileStorage):
         prefix folders of keys end with a backslash, as in the layout above.
         """
         return os.path.join(self._folder(self._validate_id(file_id)), CONTENT)
+
+    def pin(self, stored: StoredFile) -> str | None:
+        """A path holding exactly the version ``stored`` opened, for ``pathsend``; or ``None``.
+
+        An ASGI server's ``http.response.pathsend`` opens the path after the send
+        returns; by then a replace may have put another file at
+        :meth:`content_path`, whose length would not be the one already sent. So
+        the descriptor ``stored`` holds is hard-linked (through ``/proc/self/fd``)
+        into ``\\depotx-pathsend``: that path is the opened version whatever
+        happens to the file's own. The link goes after :data:`PATHSEND_HOLD`
+        seconds (:meth:`cleanup` removes those of a process that died first).
+        ``None`` when the file cannot be pinned so: held in memory, deleted
+        since it was opened, or no ``/proc``.
+        """
+        if not isinstance(stored, LocalStoredFile) or stored.closed:
+            return None
+        name = f"{int(time.time() + PATHSEND_HOLD)}-{uuid.uuid4().hex}"
+        path = os.path.join(self._pins, name)
+        source = f"/proc/self/fd/{stored._fileobj.fileno()}"
+        for _ in range(2):
+            try:
+                # With a dir_fd, os.link is linkat(AT_SYMLINK_FOLLOW): the /proc link is
+                # followed to the open file (plain link() would link the /proc entry).
+                os.link(source, path, src_dir_fd=_root_fd(), follow_symlinks=True)
+                break
+            except FileNotFoundError:
+                if not os.path.exists(source):
+                    return None  # deleted since it was opened, or no /proc
+                os.makedirs(self._pins, exist_ok=True)
+            except OSError as exc:
+                logger.info("depotx: %s: cannot pin %r for pathsend: %s", self._label(), path, exc)
+                return None
+        else:
+            return None
+        asyncio.get_running_loop().call_later(PATHSEND_HOLD, _unlink_pin, path)
+        return path
 
     def _corrupt(self, file_id: str, name: str, reason: object) -> BackendError:
         path = os.path.join(self._folder(file_id), name)
@@ -1145,6 +1226,7 @@ class LocalFileStorage(FileStorage):
                 candidates.extend(entry.path for entry in staged)
         except (FileNotFoundError, NotADirectoryError):
             pass
+        removed += _sweep_pins(self._pins, now)
         try:
             with os.scandir(self.storage_path) as root:
                 for entry in root:
