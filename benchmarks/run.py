@@ -537,9 +537,16 @@ def _http_scenarios(
                 label, "req/s", ours["rps"], "Starlette StaticFiles", per["starlette"]["rps"], 5
             )
         )
+        # Round 2's target for the 1 KiB GET; the 64 KiB one keeps round 1's.
+        bare_target = 0.65 if size == KiB else 0.5
         rows.append(
             _ratio_row(
-                label, "req/s", ours["rps"], "bare ASGI from memory", per["bare"]["rps"], 0.5
+                label,
+                "req/s",
+                ours["rps"],
+                "bare ASGI from memory",
+                per["bare"]["rps"],
+                bare_target,
             )
         )
 
@@ -586,7 +593,7 @@ def _http_scenarios(
             per["depotx"]["rps"],
             "bare ASGI from memory",
             per["bare"]["rps"],
-            0.6,
+            0.85,
         )
     )
     rows[-1].notes += errors_note(per)
@@ -908,6 +915,10 @@ def run_upload(settings: Settings, log_dir: Path) -> tuple[list[Row], dict[str, 
     return rows, {label: results}
 
 
+#: Round 2's limit on the loop lag p99 while uploads and small requests run together.
+LAG_LIMIT_MS = 10
+
+
 def run_lag(settings: Settings) -> tuple[list[Row], dict[str, Any]]:
     """Event-loop lag during a large upload plus many small create+get."""
     label = (
@@ -929,8 +940,8 @@ def run_lag(settings: Settings) -> tuple[list[Row], dict[str, Any]]:
             shutil.rmtree(root, ignore_errors=True)
     intact = all(run["small_intact"] == run["small_count"] and run["upload_intact"] for run in runs)
     p99 = _median([run["lag_p99_ms"] for run in runs])
-    row = _limit_row(f"{label}: loop lag p99", "ms", p99, 20)
-    row.met = None if p99 is None else (p99 < 20 and intact)
+    row = _limit_row(f"{label}: loop lag p99", "ms", p99, LAG_LIMIT_MS)
+    row.met = None if p99 is None else (p99 < LAG_LIMIT_MS and intact)
     row.target += ", all intact"
     row.notes.append(
         f"intact: {'all' if intact else 'NO'}; lag p50 {_median([r['lag_p50_ms'] for r in runs])}"

@@ -14,18 +14,32 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 __all__ = [
+    "CHECKSUM_KEY",
     "DEFAULT_CONTENT_TYPE",
     "DEFAULT_FILENAME",
+    "FILENAME_KEY",
+    "METADATA_KEY",
+    "MODIFIED_KEY",
     "TIME_FORMAT",
     "dump_custom_metadata",
     "format_filedepot_time",
     "load_custom_metadata",
     "parse_filedepot_time",
+    "quote_filename",
 ]
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: Object metadata keys of S3 and GCS objects: filedepot's two, then depotx's own.
+FILENAME_KEY = "x-depot-filename"
+MODIFIED_KEY = "x-depot-modified"
+CHECKSUM_KEY = "x-depotx-checksum"
+METADATA_KEY = "x-depotx-metadata"
+# filedepot's quoting of the filename metadata; keeping it means filedepot's
+# ``unquote`` gives back the same name.
+_FILENAME_SAFE = "!#$&+-.^_`|~"
 DEFAULT_FILENAME = "unnamed"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
@@ -43,6 +57,11 @@ def parse_filedepot_time(value: object) -> datetime | None:
         return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=timezone.utc)
     except ValueError:
         return None
+
+
+def quote_filename(filename: str) -> str:
+    """A filename as filedepot writes it into object metadata (ASCII, percent-encoded)."""
+    return quote(filename, safe=_FILENAME_SAFE, encoding="utf-8")
 
 
 def dump_custom_metadata(metadata: Mapping[str, str]) -> str:

@@ -245,3 +245,37 @@ async def test_without_the_account_key_direct_uploads_go_through_the_app() -> No
         container="x", account_url="https://acct.blob.core.windows.net", credential=None
     )
     assert not presigns(storage)  # DefaultAzureCredential signs no SAS
+
+
+@pytest.mark.parametrize("mode", ["public", "presigned"])
+async def test_the_middleware_redirects_to_the_container(mode: str) -> None:
+    from azure.storage.blob.aio import BlobServiceClient
+
+    container = f"depotx-{uuid.uuid4().hex[:12]}"
+    connection = connection_string(azurite_endpoint())
+    async with BlobServiceClient.from_connection_string(connection) as service:
+        # Public URLs serve only from a container that allows anonymous reads.
+        await service.create_container(
+            container, public_access="blob" if mode == "public" else None
+        )
+    storage = make(container, public_url_mode=mode)
+    manager = StorageManager()
+    manager.register("blobs", storage)
+
+    async def nothing(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not reached")
+
+    file_id = await storage.create(b"<svg/>", "i.svg", "image/svg+xml")
+    transport = httpx.ASGITransport(app=manager.make_middleware(nothing))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answer = await client.get(f"/depot/blobs/{file_id}")
+    assert answer.status_code == 307, answer.text
+    location = answer.headers["location"]
+    assert location.startswith(f"{azurite_endpoint()}/{container}/{file_id}")
+    async with httpx.AsyncClient() as client:
+        served = await client.get(location)
+    assert served.status_code == 200
+    assert served.content == b"<svg/>"
+    # Active content is an attachment, whoever links to it: the blob's own settings.
+    assert served.headers["content-disposition"].startswith("attachment")
+    await manager.aclose()

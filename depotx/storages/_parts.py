@@ -7,7 +7,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-__all__ = ["PartReader", "large_bodies"]
+__all__ = ["PartReader", "large_bodies", "no_chunks"]
 
 
 class PartReader:
@@ -62,3 +62,10 @@ def large_bodies() -> Iterator[None]:
             "ignore", message="Sending a large body directly", category=ResourceWarning
         )
         yield
+
+
+async def no_chunks() -> AsyncIterator[bytes]:
+    """An empty chunk stream: the ``Upload`` of a copy made inside the service, whose
+    name, type and metadata are written but whose bytes never pass through the app."""
+    return
+    yield b""  # pragma: no cover

@@ -69,16 +69,21 @@ from .._exceptions import (
 )
 from .._files import StoredFile
 from .._formats import (
+    CHECKSUM_KEY,
     DEFAULT_CONTENT_TYPE,
     DEFAULT_FILENAME,
+    FILENAME_KEY,
+    METADATA_KEY,
+    MODIFIED_KEY,
     dump_custom_metadata,
     format_filedepot_time,
     load_custom_metadata,
     parse_filedepot_time,
+    quote_filename,
 )
 from .._ids import is_valid_file_id
 from .._units import too_large_message
-from ._parts import PartReader, large_bodies
+from ._parts import PartReader, large_bodies, no_chunks
 from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing, utcnow
 
 try:
@@ -112,13 +117,8 @@ PAGE_SIZE = 1000
 PUBLIC_HOST = "https://storage.googleapis.com"
 SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 
-FILENAME_KEY = "x-depot-filename"
+#: filedepot's GCS storage also records the type in the metadata (its reads use it).
 CONTENT_TYPE_KEY = "x-depot-content-type"
-MODIFIED_KEY = "x-depot-modified"
-CHECKSUM_KEY = "x-depotx-checksum"
-METADATA_KEY = "x-depotx-metadata"
-# filedepot's quoting of the filename; keeping it means its ``unquote`` gives it back.
-_FILENAME_SAFE = "!#$&+-.^_`|~"
 #: Where direct uploads land before finalize: not a valid file id (a backslash), so
 #: ``list()`` never shows them, and one prefix for a lifecycle rule.
 DIRECT_STAGING = "depotx-upload\\"
@@ -410,7 +410,7 @@ class GCSStorage(FileStorage):
     ) -> dict[str, Any]:
         content_type = content_type or upload.content_type
         metadata = {
-            FILENAME_KEY: quote(upload.filename, safe=_FILENAME_SAFE, encoding="utf-8"),
+            FILENAME_KEY: quote_filename(upload.filename),
             CONTENT_TYPE_KEY: content_type,
             MODIFIED_KEY: format_filedepot_time(upload.stamp()),
         }
@@ -903,7 +903,7 @@ class GCSStorage(FileStorage):
         ):
             return False
         upload = Upload(
-            chunks=_no_chunks(),
+            chunks=no_chunks(),
             filename=stored.filename,
             content_type=stored.content_type,
             metadata=dict(stored.metadata),
@@ -998,7 +998,7 @@ class GCSStorage(FileStorage):
             detect_content_type, bytes(sample), grant.filename, complete=size <= SNIFF_SIZE
         )
         upload = Upload(
-            chunks=_no_chunks(),
+            chunks=no_chunks(),
             filename=grant.filename,
             content_type=content_type,
             metadata=dict(grant.metadata),
@@ -1290,8 +1290,3 @@ async def _message(response: aiohttp.ClientResponse) -> str:
     if 0 <= start < end:
         return text[start + len("<Message>") : end]
     return text[:200].strip()
-
-
-async def _no_chunks() -> AsyncIterator[bytes]:
-    return
-    yield b""  # pragma: no cover

@@ -54,17 +54,22 @@ from .._exceptions import (
 )
 from .._files import StoredFile
 from .._formats import (
+    CHECKSUM_KEY,
     DEFAULT_CONTENT_TYPE,
     DEFAULT_FILENAME,
+    FILENAME_KEY,
+    METADATA_KEY,
+    MODIFIED_KEY,
     dump_custom_metadata,
     format_filedepot_time,
     load_custom_metadata,
     parse_filedepot_time,
+    quote_filename,
 )
 from .._ids import is_valid_file_id
 from .._units import too_large_message
 from ..uploads._direct import DirectTarget, UploadGrant, staged_expiry
-from ._parts import PartReader
+from ._parts import PartReader, no_chunks
 from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing, utcnow
 
 try:
@@ -111,14 +116,6 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 15.0
 #: SigV4 presigned URLs live at most seven days.
 MAX_PRESIGNED_EXPIRES = 7 * 24 * 3600
-
-FILENAME_KEY = "x-depot-filename"
-MODIFIED_KEY = "x-depot-modified"
-CHECKSUM_KEY = "x-depotx-checksum"
-METADATA_KEY = "x-depotx-metadata"
-# filedepot's quoting of the filename metadata; keeping it means filedepot's
-# ``unquote`` gives back the same name.
-_FILENAME_SAFE = "!#$&+-.^_`|~"
 
 CANNED_ACLS = frozenset(
     {
@@ -671,7 +668,7 @@ class S3Storage(FileStorage):
 
     def _object_metadata(self, upload: Upload) -> dict[str, str]:
         metadata = {
-            FILENAME_KEY: quote(upload.filename, safe=_FILENAME_SAFE, encoding="utf-8"),
+            FILENAME_KEY: quote_filename(upload.filename),
             MODIFIED_KEY: format_filedepot_time(upload.stamp()),
         }
         if upload.metadata:
@@ -1212,7 +1209,7 @@ class S3Storage(FileStorage):
         )
         checksum = await self._direct_checksum(client, grant.staged, head)
         upload = Upload(
-            chunks=_no_chunks(),
+            chunks=no_chunks(),
             filename=grant.filename,
             content_type=content_type,
             metadata=dict(grant.metadata),
@@ -1605,8 +1602,3 @@ def cors_configuration(origins: Sequence[str]) -> dict[str, Any]:
             }
         ]
     }
-
-
-async def _no_chunks() -> AsyncIterator[bytes]:
-    return
-    yield b""  # pragma: no cover
