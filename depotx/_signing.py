@@ -48,16 +48,18 @@ def canonical(purpose: str, fields: Mapping[str, str]) -> bytes:
     length in UTF-8 bytes. On every signed request: built in one pass.
     """
     parts = [_VERSION, _length_prefixed(purpose)]
-    for name in sorted(fields):
-        key = name.encode("utf-8", "surrogatepass")
-        value = fields[name].encode("utf-8", "surrogatepass")
-        parts.append(b"%d:%b%d:%b" % (len(key), key, len(value), value))
+    parts.extend(_field(name, fields[name]) for name in sorted(fields))
     return b"\n".join(parts)
 
 
 def _length_prefixed(text: str) -> bytes:
     data = text.encode("utf-8", "surrogatepass")
     return b"%d:%b" % (len(data), data)
+
+
+def _field(name: str, value: str) -> bytes:
+    """One field of the canonical form: ``<n>:<name><n>:<value>``."""
+    return _length_prefixed(name) + _length_prefixed(value)
 
 
 def parse_secrets(value: str | bytes | Iterable[str | bytes]) -> list[bytes]:
@@ -174,11 +176,7 @@ def _file_message(
         ("filename", "" if filename is None else "+" + filename),
         ("storage", storage),
     )
-    parts = [_FILE_URL_HEAD]
-    for name, value in fields:
-        data = value.encode("utf-8", "surrogatepass")
-        parts.append(b"%d:%b%d:%b" % (len(name), name.encode(), len(data), data))
-    return b"\n".join(parts)
+    return b"\n".join([_FILE_URL_HEAD, *(_field(name, value) for name, value in fields)])
 
 
 def _file_fields(

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from tests._net import stop_process
+
 SERVER = """
 import json
 import sys
@@ -86,11 +88,6 @@ def running_server(
                 time.sleep(0.1)
         yield process, url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
         if process.stdout is not None:
             process.stdout.close()

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from depotx import ConfigurationError, DepotMiddleware, StorageManager
-from tests._net import free_port, listening
+from tests._net import free_port, listening, stop_process
 
 SECRET = "offload-tests-secret-0123456789"
 
@@ -188,13 +188,7 @@ def behind_nginx(root: Path, files: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_process(process)
 
 
 async def test_nginx_sends_the_bytes_ranges_and_validators(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from depotx import LocalFileStorage, StorageManager
 from depotx.storages import local as local_module
-from tests._net import free_port, listening
+from tests._net import free_port, listening, stop_process
 
 KiB = 1024
 
@@ -149,9 +149,4 @@ def test_granian_sends_the_file_itself(tmp_path: Path) -> None:
         part = httpx.get(url, headers={"Range": "bytes=10-19"}, timeout=30)
         assert (part.status_code, part.content) == (206, data[10:20])  # ranges: streamed here
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)

@@ -65,7 +65,14 @@ from .._formats import (
 from .._ids import is_valid_file_id
 from .._units import too_large_message
 from ._parts import PartReader, large_bodies
-from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing, utcnow
+from .base import (
+    FileStorage,
+    WriteMode,
+    commit_or_cancel,
+    fold_listing,
+    staged_expiry,
+    utcnow,
+)
 
 try:
     from azure.core import MatchConditions
@@ -402,11 +409,12 @@ class AzureBlobStorage(FileStorage):
         return bool(await blob.exists())
 
     async def _delete(self, file_id: str) -> None:
-        blob = (await self._container()).get_blob_client(self._name(file_id))
-        try:
+        await self._delete_blob(self._name(file_id))
+
+    async def _delete_blob(self, name: str) -> None:
+        blob = (await self._container()).get_blob_client(name)
+        with contextlib.suppress(ResourceNotFoundError):  # deleting what is not there: no error
             await blob.delete_blob()
-        except ResourceNotFoundError:
-            return  # deleting what is not there is no error
 
     async def _list(
         self, prefix: str, start_after: str | None, delimiter: str | None
@@ -714,7 +722,7 @@ class AzureBlobStorage(FileStorage):
                 "upload", "nothing was uploaded with this ticket (or it was cleaned up)"
             ) from None
         if int(properties.size or 0) > grant.max_size:
-            await self._delete_staged(grant.staged)
+            await self._delete_blob(grant.staged)
             raise ValidationError("max_size", too_large_message(grant.max_size))
         download = await blob.download_blob(
             etag=properties.etag, match_condition=MatchConditions.IfNotModified
@@ -725,25 +733,18 @@ class AzureBlobStorage(FileStorage):
                 metadata=grant.metadata,
                 file_id=grant.file_id,
             )
-        await self._delete_staged(grant.staged)
+        await self._delete_blob(grant.staged)
         return grant.file_id
-
-    async def _delete_staged(self, name: str) -> None:
-        blob = (await self._container()).get_blob_client(name)
-        with contextlib.suppress(ResourceNotFoundError):  # gone already: fine
-            await blob.delete_blob()
 
     async def _abort_direct_upload(self, grant: UploadGrant) -> None:
         if not self._is_staged(grant.staged):
             await super()._abort_direct_upload(grant)
             return
-        await self._delete_staged(grant.staged)
+        await self._delete_blob(grant.staged)
 
     async def _cleanup(self, older_than: timedelta) -> int:
         """Delete staged direct uploads whose ticket expired (uncommitted blocks of
         crashed writers are never visible; Azure drops them after 7 days)."""
-        from ..uploads._direct import staged_expiry
-
         container = await self._container()
         folder = self.prefix + DIRECT_STAGING
         now = time.time()
@@ -753,7 +754,7 @@ class AzureBlobStorage(FileStorage):
             if staged_expiry(str(item.name)[len(folder) :]) < now
         ]
         for name in expired:
-            await self._delete_staged(name)
+            await self._delete_blob(name)
         return len(expired)
 
 

@@ -14,6 +14,7 @@ import abc
 import asyncio
 import builtins
 import contextlib
+import math
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -40,6 +41,7 @@ __all__ = [
     "WriteMode",
     "commit_or_cancel",
     "fold_listing",
+    "staged_expiry",
     "utcnow",
 ]
 
@@ -57,6 +59,14 @@ WriteMode = Literal["create", "replace", "put"]
 
 #: Temporaries of writes older than this are a crashed writer's and may be swept.
 DEFAULT_TEMP_MAX_AGE = timedelta(days=1)
+
+
+def staged_expiry(name: str) -> float:
+    """The expiry written at the start of a name (``<expiry>-<random>``), in Unix seconds;
+    never-expiring if unreadable. Staged direct uploads and local storage's pathsend
+    links are named so, and every cleanup reads them here."""
+    stamp = name.split("-", 1)[0]
+    return float(stamp) if stamp.isdigit() else math.inf
 
 
 def utcnow() -> datetime:
@@ -315,15 +325,19 @@ class FileStorage(abc.ABC):
         self._validate_id(file_id)
         return None
 
+    #: Set ``True`` in the body of a storage class whose files never have a URL of
+    #: their own (local, memory, GridFS). Read from that class only: a subclass
+    #: may add URLs (a CDN in front), and is asked again.
+    _without_urls: bool = False
+
     def _may_redirect(self) -> bool:
         """Whether a request for a file of this storage may be answered by a redirect.
 
-        The middleware asks this once a request. ``True`` (the default) has it
-        look for a public or temporary URL, and at ``StoredFile.public_url``;
-        storages that never have one (local, memory, GridFS) say ``False``, and
-        their files are served without looking.
+        The middleware asks this once a request: it then looks for a public or
+        temporary URL, and at ``StoredFile.public_url``. A storage class that set
+        ``_without_urls`` (not one of its subclasses) is served without looking.
         """
-        return True
+        return not type(self).__dict__.get("_without_urls", False)
 
     def temporary_url(
         self, stored: StoredFile, *, expires_in: int, download: bool, filename: str | None

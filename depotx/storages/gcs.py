@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
 from .. import _http
-from .._checksums import new_hasher
+from .._checksums import is_content_checksum, new_hasher
 from .._content import Upload
 from .._detect import SNIFF_SIZE, detect_content_type
 from .._exceptions import (
@@ -84,7 +84,14 @@ from .._formats import (
 from .._ids import is_valid_file_id
 from .._units import too_large_message
 from ._parts import PartReader, large_bodies, no_chunks
-from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing, utcnow
+from .base import (
+    FileStorage,
+    WriteMode,
+    commit_or_cancel,
+    fold_listing,
+    staged_expiry,
+    utcnow,
+)
 
 try:
     import aiohttp
@@ -405,10 +412,8 @@ class GCSStorage(FileStorage):
     def _xml_url(self, name: str) -> str:
         return f"{self.api_endpoint}/{self.bucket}/{quote(name, safe='/~')}"
 
-    def _object_resource(
-        self, name: str, upload: Upload, checksum: str | None, content_type: str | None = None
-    ) -> dict[str, Any]:
-        content_type = content_type or upload.content_type
+    def _object_resource(self, name: str, upload: Upload, checksum: str | None) -> dict[str, Any]:
+        content_type = upload.content_type
         metadata = {
             FILENAME_KEY: quote_filename(upload.filename),
             CONTENT_TYPE_KEY: content_type,
@@ -628,22 +633,31 @@ class GCSStorage(FileStorage):
         sorted: they are merged per page, as pages follow each other in order.
         """
         strip = len(self.prefix)
-        params = {"prefix": self.prefix + prefix, "maxResults": str(PAGE_SIZE)}
-        params["fields"] = "items(name),prefixes,nextPageToken"
+        params = {"prefix": self.prefix + prefix}
         if delimiter:
             params["delimiter"] = delimiter
         if start_after:
             params["startOffset"] = self.prefix + start_after
-        url = f"{self.api_endpoint}/storage/v1/b/{self.bucket}/o"
-        while True:
-            response = await self._request("GET", url, params=params)
-            async with response:
-                page = await response.json(content_type=None)
+        async for page in self._pages(params):
             names = [str(item["name"])[strip:] for item in page.get("items") or ()]
             names += [str(folder)[strip:] for folder in page.get("prefixes") or ()]
             for name in sorted(names):
                 if name.endswith("/") or is_valid_file_id(name):
                     yield name
+
+    async def _pages(self, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        """The pages of ``objects.list`` with ``params``, following ``nextPageToken``."""
+        params = {
+            **params,
+            "maxResults": str(PAGE_SIZE),
+            "fields": "items(name),prefixes,nextPageToken",
+        }
+        url = f"{self.api_endpoint}/storage/v1/b/{self.bucket}/o"
+        while True:
+            response = await self._request("GET", url, params=params)
+            async with response:
+                page: dict[str, Any] = await response.json(content_type=None)
+            yield page
             token = page.get("nextPageToken")
             if not token:
                 return
@@ -849,9 +863,10 @@ class GCSStorage(FileStorage):
             logger.warning("%s: could not cancel an upload session: %s", self._label(), exc)
 
     async def _delete(self, file_id: str) -> None:
-        response = await self._request(
-            "DELETE", self._json_url(self._name(file_id)), expect=(200, 204, 404)
-        )
+        await self._delete_object(self._name(file_id))
+
+    async def _delete_object(self, name: str) -> None:
+        response = await self._request("DELETE", self._json_url(name), expect=(200, 204, 404))
         response.release()  # 404: deleting what is not there is no error
 
     # -- copies inside the service -------------------------------------------------------
@@ -910,7 +925,9 @@ class GCSStorage(FileStorage):
             last_modified=stored.last_modified,
         )
         name = self._name(file_id)
-        resource = self._object_resource(name, upload, stored.checksum)
+        # A hash of the content is still true of the copy; a generation is not.
+        checksum = stored.checksum if is_content_checksum(stored.checksum) else None
+        resource = self._object_resource(name, upload, checksum)
         for _ in range(_COMMIT_ATTEMPTS):
             generation = await self._precondition(file_id, mode)
             status = await commit_or_cancel(
@@ -984,7 +1001,7 @@ class GCSStorage(FileStorage):
         size = int(staged.get("size") or 0)
         generation = str(staged["generation"])
         if size > grant.max_size:
-            await self._delete_staged(grant.staged)
+            await self._delete_object(grant.staged)
             raise ValidationError("max_size", too_large_message(grant.max_size))
         digest = new_hasher(self.checksum_algorithm)
         sample = bytearray()
@@ -1011,42 +1028,27 @@ class GCSStorage(FileStorage):
         )
         if status == 412 and not await self._exists(grant.file_id):
             raise ValidationError("upload", "the upload changed while it was finalized")
-        await self._delete_staged(grant.staged)
+        await self._delete_object(grant.staged)
         return grant.file_id
-
-    async def _delete_staged(self, name: str) -> None:
-        response = await self._request("DELETE", self._json_url(name), expect=(200, 204, 404))
-        response.release()
 
     async def _abort_direct_upload(self, grant: UploadGrant) -> None:
         if not grant.staged.startswith(self.prefix + DIRECT_STAGING):
             await super()._abort_direct_upload(grant)
             return
-        await self._delete_staged(grant.staged)
+        await self._delete_object(grant.staged)
 
     async def _cleanup(self, older_than: timedelta) -> int:
         """Delete staged direct uploads whose ticket expired (resumable sessions of
         crashed writers expire by themselves and are never visible)."""
-        from ..uploads._direct import staged_expiry
-
         folder = self.prefix + DIRECT_STAGING
-        url = f"{self.api_endpoint}/storage/v1/b/{self.bucket}/o"
-        params = {"prefix": folder, "maxResults": str(PAGE_SIZE)}
         expired: list[str] = []
         now = time.time()
-        while True:
-            response = await self._request("GET", url, params=params)
-            async with response:
-                page = await response.json(content_type=None)
+        async for page in self._pages({"prefix": folder}):
             for item in page.get("items") or ():
                 if staged_expiry(str(item["name"])[len(folder) :]) < now:
                     expired.append(str(item["name"]))
-            token = page.get("nextPageToken")
-            if not token:
-                break
-            params["pageToken"] = str(token)
         for name in expired:
-            await self._delete_staged(name)
+            await self._delete_object(name)
         return len(expired)
 
     def _translate_error(

@@ -263,9 +263,7 @@ class GridFSStorage(FileStorage):
     closes it only if this storage created it.
     """
 
-    def _may_redirect(self) -> bool:
-        # No URL of its own; a subclass may add some (a CDN in front): it is asked.
-        return type(self) is not GridFSStorage
+    _without_urls = True  # served by the middleware, never redirected
 
     def __init__(
         self,

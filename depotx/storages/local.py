@@ -81,6 +81,7 @@ from .base import (
     WriteMode,
     commit_or_cancel,
     fold_listing,
+    staged_expiry,
 )
 
 if sys.platform != "win32":
@@ -394,11 +395,7 @@ def _sweep_pins(folder: str, now: float) -> int:
     removed = 0
     try:
         with os.scandir(folder) as pins:
-            expired = [
-                entry.path
-                for entry in pins
-                if entry.name.split("-", 1)[0].isdigit() and int(entry.name.split("-", 1)[0]) < now
-            ]
+            expired = [entry.path for entry in pins if staged_expiry(entry.name) < now]
     except (FileNotFoundError, NotADirectoryError):
         return 0
     for path in expired:
@@ -496,9 +493,7 @@ class LocalFileStorage(FileStorage):
     pool, 6-7 ms on three threads.
     """
 
-    def _may_redirect(self) -> bool:
-        # No URL of its own; a subclass may add some (a CDN in front): it is asked.
-        return type(self) is not LocalFileStorage
+    _without_urls = True  # served by the middleware, never redirected
 
     def __init__(
         self,

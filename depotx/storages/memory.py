@@ -30,9 +30,7 @@ class _Entry:
 class MemoryFileStorage(FileStorage):
     """Keeps files in a dict; every instance is independent."""
 
-    def _may_redirect(self) -> bool:
-        # No URL of its own; a subclass may add some (a CDN in front): it is asked.
-        return type(self) is not MemoryFileStorage
+    _without_urls = True  # served by the middleware, never redirected
 
     def __init__(self) -> None:
         self._files: dict[str, _Entry] = {}

@@ -68,9 +68,16 @@ from .._formats import (
 )
 from .._ids import is_valid_file_id
 from .._units import too_large_message
-from ..uploads._direct import DirectTarget, UploadGrant, staged_expiry
+from ..uploads._direct import DirectTarget, UploadGrant
 from ._parts import PartReader, no_chunks
-from .base import FileStorage, WriteMode, commit_or_cancel, fold_listing, utcnow
+from .base import (
+    FileStorage,
+    WriteMode,
+    commit_or_cancel,
+    fold_listing,
+    staged_expiry,
+    utcnow,
+)
 
 try:
     import aioboto3

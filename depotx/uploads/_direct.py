@@ -46,7 +46,7 @@ from .._files import FileIntent
 from .._serving import send_small
 from .._signing import UPLOAD_TOKEN, BadSignature, read_token, sign_token
 from .._units import too_large_message
-from ..storages.base import FileStorage
+from ..storages.base import FileStorage, staged_expiry
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -343,13 +343,6 @@ async def sweep_staged(storage: FileStorage) -> int:
         await staging.delete(key)
         removed += 1
     return removed
-
-
-def staged_expiry(name: str) -> float:
-    """The expiry written at the start of a staged name (``<expiry>-<random>``), in Unix
-    seconds; never-expiring if unreadable. Cleanup of every storage reads it here."""
-    stamp = name.split("-", 1)[0]
-    return float(stamp) if stamp.isdigit() else math.inf
 
 
 async def presign_parts(

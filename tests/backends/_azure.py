@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from depotx import FileStorage
-from tests._net import free_port, listening
+from tests._net import free_port, listening, stop_process
 
 AZURITE = Path(__file__).parent.parent / "js" / "node_modules" / ".bin" / "azurite-blob"
 #: Azurite's well-known development account (public, documented by Microsoft).
@@ -66,12 +66,7 @@ def start_azurite(port: int, location: str) -> subprocess.Popen[bytes]:
 
 def stop_azurite(process: subprocess.Popen[bytes]) -> None:
     """Stop Azurite as a service stops (SIGTERM: it saves what it committed)."""
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+    stop_process(process)
 
 
 def azurite_endpoint() -> str:

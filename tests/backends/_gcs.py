@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from depotx import FileStorage
-from tests._net import free_port, listening
+from tests._net import free_port, listening, stop_process
 
 ROOT = Path(__file__).parent.parent.parent
 
@@ -66,12 +66,8 @@ def start_emulator(port: int, data: str) -> subprocess.Popen[bytes]:
 
 
 def stop_emulator(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+    """Stop the emulator as a service stops (with ``--data``, it keeps what it stored)."""
+    stop_process(process)
 
 
 def emulator_endpoint() -> str:
